@@ -1,0 +1,32 @@
+# edgetag's entry points. The README names these targets; .ci/run calls `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+## demo: tag the bundled sample photos (installs into .venv first if needed)
+demo: $(STAMP)
+	$(BIN)/edgetag tag samples/*.jpg
+
+## test: lint, type-check and run the test suite
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: print speed and memory figures (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_tag.py
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist
