@@ -1,0 +1,5 @@
+"""Allow `python -m edgetag`."""
+
+from edgetag.cli import main
+
+raise SystemExit(main())

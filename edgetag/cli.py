@@ -1,0 +1,171 @@
+"""Command line: argument parsing only; the work is done by the modules it calls.
+
+edgetag tag PHOTO|DIR... [--json]     tag photos, no daemon and no network
+edgetag models                        list the model pack, verify checksums
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from edgetag import __version__
+from edgetag.errors import EdgetagError, ModelError, PhotoError
+from edgetag.modelpack import file_sha256, load_cards, pack_dir
+from edgetag.runtime import runtime_name
+from edgetag.tagger import ModelSettings, Tagger
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except EdgetagError as error:
+        print(f"edgetag: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgetag", description="Tag photos on the device; publish the tags over MQTT."
+    )
+    parser.add_argument("--version", action="version", version=f"edgetag {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tag = commands.add_parser("tag", help="tag photos and print what they may contain")
+    tag.add_argument("paths", nargs="+", metavar="PHOTO|DIR", type=Path, help="photos, or folders of photos")
+    tag.add_argument("--json", action="store_true", help="print one JSON object per photo (JSON Lines)")
+    tag.add_argument(
+        "--threshold", type=_probability, metavar="T",
+        help="one confidence threshold (0-1) for every concept, instead of each concept's own",
+    )  # fmt: skip
+    _add_model_options(tag)
+    tag.set_defaults(handler=_tag)
+
+    models = commands.add_parser("models", help="list the model pack with licenses and verify checksums")
+    models.add_argument("--json", action="store_true", help="print the list as JSON")
+    models.set_defaults(handler=_models)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ModelSettings()
+    group = parser.add_argument_group("models (a pack name, a .tflite path, or 'none')")
+    group.add_argument("--classifier", default=defaults.classifier, metavar="MODEL")
+    group.add_argument(
+        "--classifier-labels", type=Path, metavar="FILE", help="labels for your own classifier"
+    )
+    group.add_argument("--detector", default=defaults.detector, metavar="MODEL")
+    group.add_argument("--detector-labels", type=Path, metavar="FILE", help="label map for your own detector")
+    group.add_argument("--faces", default=defaults.faces, metavar="MODEL")
+    group.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0: all cores)")
+    group.add_argument("--vocabulary", type=Path, metavar="FILE", help="your own concept table (TOML)")
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 (excluded) and 1")
+    return value
+
+
+def _tag(args: argparse.Namespace) -> int:
+    settings = ModelSettings(
+        classifier=args.classifier,
+        classifier_labels=args.classifier_labels,
+        detector=args.detector,
+        detector_labels=args.detector_labels,
+        faces=args.faces,
+        threads=args.threads,
+        vocabulary=args.vocabulary,
+    )
+    tagger = Tagger.from_settings(settings, threshold=args.threshold)
+    photos: list[Path] = []
+    failed = 0
+    for path, problem in _photo_paths(args.paths):
+        if problem:
+            failed += 1
+            print(f"edgetag: {path}: {problem}", file=sys.stderr)
+        else:
+            photos.append(path)
+    for path, result in tagger.tag_files(photos):
+        if isinstance(result, PhotoError):
+            failed += 1
+            print(f"edgetag: {path}: {result}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            print(f"{path}: {result.sentence}", flush=True)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _photo_paths(paths: Sequence[Path]) -> Iterator[tuple[Path, PhotoError | None]]:
+    """Each photo to tag; a folder gives its files (not subfolders or hidden files), sorted."""
+    for path in paths:
+        if not path.is_dir():
+            yield path, None
+            continue
+        try:
+            files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+        except OSError as error:
+            yield path, PhotoError("unreadable", f"cannot list the folder: {error.strerror or error}")
+            continue
+        if not files:
+            yield path, PhotoError("empty-folder", "folder has no files to tag")
+        for file in files:
+            yield file, None
+
+
+def _models(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    cards = load_cards()
+    rows: list[dict[str, Any]] = []
+    broken = 0
+    for card in cards.values():
+        try:
+            actual = file_sha256(card.file)
+            status = "ok" if actual == card.sha256 else "CHECKSUM MISMATCH"
+        except ModelError as error:
+            status = f"MISSING ({error})"
+        broken += status != "ok"
+        rows.append(
+            {
+                "name": card.name,
+                "role": card.role,
+                "file": card.file.name,
+                "size_bytes": card.file.stat().st_size if card.file.exists() else None,
+                "input": f"{card.input.width}x{card.input.height}",
+                "license": card.license,
+                "source": f"{card.source.get('package', '?')} {card.source.get('version', '')}".strip(),
+                "summary": card.summary,
+                "checksum": status,
+            }
+        )
+    if args.json:
+        print(
+            json.dumps({"pack": str(pack_dir()), "runtime": runtime_name(), "models": rows}, indent=2),
+            file=out,
+        )
+    else:
+        print(f"model pack: {pack_dir()}  (runtime: {runtime_name()})", file=out)
+        for row in rows:
+            size = f"{(row['size_bytes'] or 0) / 1e6:.1f} MB"
+            print(
+                f"  {row['name']:<20} {row['role']:<10} {row['input']:>7}  {size:>8}  {row['license']:<12} "
+                f"{row['checksum']}\n    {row['summary']}; from {row['source']}",
+                file=out,
+            )
+    return EXIT_SOME_FAILED if broken else EXIT_OK
