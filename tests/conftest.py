@@ -13,6 +13,8 @@ from PIL import Image
 
 from edgetag.tagger import ModelSettings, Tagger
 
+pytest_plugins = ["tests.broker"]  # real Mosquitto brokers on free ports: broker, auth_broker, tls_broker...
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 TEST_MODELS = ROOT / "tests" / "data" / "models"
