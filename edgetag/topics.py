@@ -1,0 +1,66 @@
+"""The MQTT topic layout, in one place (docs/mqtt.md describes it for subscribers).
+
+<prefix>/<device>/availability            online | offline (retained; offline is the last will)
+<prefix>/<device>/events/<source>         one tag event per photo (QoS 1)
+<prefix>/<device>/errors                  one error event per photo that failed (QoS 1)
+<prefix>/<device>/<source>/<concept>      how many of a concept the last photo had (retained)
+<prefix>/<device>/<source>/last           the last tag event of a source (retained)
+<prefix>/<device>/<source>/capture        command: take a photo now (camera sources)
+<prefix>/<device>/stats                   periodic statistics (JSON)
+<prefix>/<device>/sync                    edgetag's own delivery check (ignore it)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+"""Device and source names: they appear in topics and Home Assistant ids, so no spaces or wildcards."""
+
+
+def slug(text: str) -> str:
+    """A concept as a topic level and an id part: "teddy bear" -> "teddy_bear"."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+    device: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device}"
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.base}/errors"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}/stats"
+
+    @property
+    def sync(self) -> str:
+        return f"{self.base}/sync"
+
+    @property
+    def all_events(self) -> str:
+        return f"{self.base}/events/+"
+
+    def events(self, source: str) -> str:
+        return f"{self.base}/events/{source}"
+
+    def concept(self, source: str, concept: str) -> str:
+        return f"{self.base}/{source}/{slug(concept)}"
+
+    def last(self, source: str) -> str:
+        return f"{self.base}/{source}/last"
+
+    def capture(self, source: str) -> str:
+        return f"{self.base}/{source}/capture"
