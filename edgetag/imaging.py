@@ -145,6 +145,12 @@ def decode(data: bytes, name: str, working_side: int, limits: ImageLimits) -> Ph
     return Photo(name, width, height, photo_format, rgb, decoded_size)
 
 
+def from_image(image: Image.Image, name: str, working_side: int) -> Photo:
+    """A photo that is already pixels (a camera frame): no file, no decoding, just the working image."""
+    rgb = _to_rgb(image)
+    return Photo(name, image.width, image.height, "RGB", _shrink(rgb, working_side), image.size)
+
+
 def load_photo(path: Path, working_side: int, limits: ImageLimits, name: str | None = None) -> Photo:
     return decode(read_photo_file(path, limits), name or str(path), working_side, limits)
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from edgetag.errors import ModelError, PhotoError
-from edgetag.imaging import ImageLimits, Photo, decode, load_photo
+from edgetag.imaging import ImageLimits, Photo, decode, from_image, load_photo
 from edgetag.modelpack import ModelCard, load_cards
 from edgetag.models import (
     Classifier,
@@ -174,6 +175,11 @@ class Tagger:
     def prepare_file(self, path: Path, name: str | None = None) -> PreparedPhoto:
         started = time.perf_counter()
         photo = self.load(path, name)
+        return self.prepare(photo, decode_ms=_since(started))
+
+    def prepare_image(self, image: Image.Image, name: str) -> PreparedPhoto:
+        started = time.perf_counter()
+        photo = from_image(image, name, self.working_side)
         return self.prepare(photo, decode_ms=_since(started))
 
     def prepare_bytes(self, data: bytes, name: str) -> PreparedPhoto:

@@ -1,0 +1,69 @@
+"""JPEG payloads on an MQTT topic: ESP32-CAMs, Home Assistant automations, scripts.
+
+A message is acknowledged to the broker only once its photo's event is stored in the outbox; if
+edgetag stops first, the broker (which keeps edgetag's session) delivers it again. MQTT v5 requests
+with a response topic are answered with the tag event and the request's correlation data. With
+`share_group`, several edgetag devices split one stream of images and each image is tagged once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+
+from edgetag.config import MqttSourceConfig
+from edgetag.errors import PhotoError
+from edgetag.events import event_id
+from edgetag.mqtt import Ack, Incoming, MqttLink
+from edgetag.sources.base import Outcome, PhotoJob, ReplyTo, ReportError, Submit
+
+log = logging.getLogger(__name__)
+
+
+class MqttSource:
+    def __init__(self, config: MqttSourceConfig, link: MqttLink) -> None:
+        self.config = config
+        self.name = config.name
+        self._link = link
+        self._submit: Submit | None = None
+        self._stopping = threading.Event()
+
+    def start(self, submit: Submit, report_error: ReportError) -> None:
+        self._submit = submit
+        self._link.subscribe(self.config.topic, self.config.qos, self._handle, self.config.share_group)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _handle(self, message: Incoming, ack: Ack) -> bool:
+        if self._stopping.is_set() or self._submit is None:
+            return True  # not acknowledged: the broker delivers it again after the restart
+        digest = hashlib.sha256(message.payload).hexdigest()
+        correlation = message.correlation_data or b""
+        job = PhotoJob(
+            source=self.name,
+            name=message.topic,
+            id=event_id(self.name, message.topic, digest, correlation),
+            read=functools.partial(self._payload, message.payload),
+            reply_to=ReplyTo(message.response_topic, message.correlation_data)
+            if message.response_topic
+            else None,
+            on_finish=functools.partial(_ack_unless_abandoned, ack),
+        )
+        self._submit(job)  # may wait while the pipeline is full; the broker holds the rest
+        return True
+
+    def _payload(self, payload: bytes) -> bytes:
+        if len(payload) > self.config.max_bytes:
+            raise PhotoError(
+                "too-large",
+                f"payload is {len(payload):,} bytes, over this source's max_bytes {self.config.max_bytes:,}",
+            )
+        return payload
+
+
+def _ack_unless_abandoned(ack: Ack, outcome: Outcome) -> None:
+    if outcome is not Outcome.ABANDONED:
+        ack()
