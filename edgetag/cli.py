@@ -2,19 +2,24 @@
 
 edgetag tag PHOTO|DIR... [--json]     tag photos, no daemon and no network
 edgetag models                        list the model pack, verify checksums
+edgetag run [--config FILE] [flags]   the daemon
+edgetag check-config [...]            validate the config and print it (secrets masked)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from edgetag import __version__
+from edgetag.config import DEFAULT_CONFIG, Config, ConfigFlags, load_config, render_config
 from edgetag.errors import EdgetagError, ModelError, PhotoError
+from edgetag.logs import setup_logging
 from edgetag.modelpack import file_sha256, load_cards, pack_dir
 from edgetag.runtime import runtime_name
 from edgetag.tagger import ModelSettings, Tagger
@@ -55,7 +60,64 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the model pack with licenses and verify checksums")
     models.add_argument("--json", action="store_true", help="print the list as JSON")
     models.set_defaults(handler=_models)
+
+    run = commands.add_parser("run", help="run the daemon: photos in from sources, tag events out over MQTT")
+    _add_config_options(run)
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate the config and print it, secrets masked")
+    _add_config_options(check)
+    check.set_defaults(handler=_check_config)
     return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help=f"TOML config (default: {DEFAULT_CONFIG})"
+    )
+    group = parser.add_argument_group("settings that override the config file")
+    group.add_argument(
+        "--watch", type=Path, action="append", default=[], metavar="DIR", help="tag new photos in DIR"
+    )
+    group.add_argument("--mqtt-host", metavar="HOST")
+    group.add_argument("--mqtt-port", type=int, metavar="PORT")
+    group.add_argument("--mqtt-username", metavar="NAME")
+    group.add_argument("--mqtt-password-file", type=Path, metavar="FILE")
+    group.add_argument("--device", metavar="NAME", help="this edgetag's name in topics and Home Assistant")
+    group.add_argument("--state-dir", type=Path, metavar="DIR", help="where the outbox and folder state live")
+    group.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _load(args: argparse.Namespace) -> Config:
+    flags = ConfigFlags(
+        watch=list(args.watch),
+        mqtt_host=args.mqtt_host,
+        mqtt_port=args.mqtt_port,
+        mqtt_username=args.mqtt_username,
+        mqtt_password_file=args.mqtt_password_file,
+        device=args.device,
+        state_dir=args.state_dir,
+        log_level=args.log_level,
+    )
+    return load_config(args.config, flags)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgetag.daemon import Daemon  # noqa: PLC0415  (keeps `edgetag tag` from loading MQTT code)
+
+    config = _load(args)
+    setup_logging(config.logging.level)
+    return Daemon(config, os.environ).run()
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(render_config(config, mask_secrets=True), end="")
+    print(
+        f"edgetag: the config is valid ({len(config.sources)} source(s), {len(config.hooks)} hook(s))",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

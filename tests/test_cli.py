@@ -149,3 +149,30 @@ def test_models_reports_a_damaged_pack(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "ssdlite-person" in run.stdout and "CHECKSUM MISMATCH" in run.stdout
     assert "MISSING" in run.stdout
+
+
+def test_check_config_prints_the_effective_config_with_secrets_masked(tmp_path: Path) -> None:
+    config = tmp_path / "edgetag.toml"
+    config.write_text(
+        '[mqtt]\nhost = "broker.lan"\nusername = "edgetag"\npassword = "hunter2-secret"\n', encoding="utf-8"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    run = edgetag("check-config", "--config", config, "--watch", photos, "--device", "porch-pi")
+    assert run.returncode == 0, run.stderr
+    assert "hunter2-secret" not in run.stdout + run.stderr
+    assert 'password = "***"' in run.stdout
+    assert 'host = "broker.lan"' in run.stdout and 'name = "porch-pi"' in run.stdout
+    assert f'path = "{photos}"' in run.stdout
+    assert "the config is valid (1 source(s), 0 hook(s))" in run.stderr
+
+
+def test_check_config_names_every_bad_key(tmp_path: Path) -> None:
+    config = tmp_path / "edgetag.toml"
+    config.write_text(
+        '[mqtt]\nport = 70000\n\n[[source]]\ntype = "folder"\nname = "Bad Name"\n', encoding="utf-8"
+    )
+    run = edgetag("check-config", "--config", config)
+    assert run.returncode == 2
+    assert "mqtt.port" in run.stderr and "source[1]" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,439 @@
+"""`edgetag run`: builds the pipeline from the config and runs it until SIGTERM.
+
+    sources -> [incoming] -> decode -> [prepared] -> infer + describe -> outbox -> MQTT
+                                                          \\-> retained state, hooks, stats
+
+Queues are bounded, so a burst of a thousand photos waits in the folder (or at the broker) instead
+of in memory; decoding the next photo overlaps inference of this one. A photo counts as done only
+once its event is in the durable outbox: then the source may delete the file or acknowledge the
+message. On SIGTERM the sources stop, what is in the queues is finished, the outbox is given a few
+seconds to reach the broker, and whatever could not finish is offered again on the next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edgetag import __version__
+from edgetag.config import (
+    CameraSourceConfig,
+    Config,
+    FolderSourceConfig,
+    MqttSourceConfig,
+    image_limits,
+    model_settings,
+    mqtt_client_id,
+    mqtt_password,
+    mqtt_port,
+    state_dir,
+)
+from edgetag.errors import ConfigError, PhotoError
+from edgetag.events import ErrorEvent, TagEvent, event_id, now_iso
+from edgetag.homeassistant import DiscoveryMessage, discovery_messages, status_is_online, status_topic
+from edgetag.hooks import Hooks
+from edgetag.mqtt import Ack, Incoming, LinkSettings, MqttLink
+from edgetag.outbox import Outbox, OutboxMessage
+from edgetag.sources.base import Outcome, PhotoJob, Source
+from edgetag.sources.camera import CameraFactory, CameraSource, open_picamera2
+from edgetag.sources.folder import FolderSource, FolderState
+from edgetag.sources.mqtt import MqttSource
+from edgetag.stats import Stats
+from edgetag.system import cpu_temperature_c
+from edgetag.tagger import PreparedPhoto, Tagger
+from edgetag.topics import Topics
+
+log = logging.getLogger(__name__)
+
+INCOMING_QUEUE = 8
+PREPARED_QUEUE = 2
+DRAIN_SECONDS = 20.0
+FLUSH_SECONDS = 5.0
+
+
+@dataclass
+class _Decoded:
+    job: PhotoJob
+    prepared: PreparedPhoto | None
+    error: PhotoError | None
+
+
+class Pipeline:
+    """Bounded queues and the two worker threads between the sources and the outbox."""
+
+    def __init__(self, tagger: Tagger, outbox: Outbox, topics: Topics, device: str, stats: Stats) -> None:
+        self.tagger, self.outbox, self.topics, self.device, self.stats = tagger, outbox, topics, device, stats
+        self._incoming: queue.Queue[PhotoJob | None] = queue.Queue(INCOMING_QUEUE)
+        self._prepared: queue.Queue[_Decoded | None] = queue.Queue(PREPARED_QUEUE)
+        self._accepting = threading.Event()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.listeners: list[Callable[[TagEvent], None]] = []  # run after a tag event is stored
+        self.stored: list[Callable[[], None]] = []  # run after anything is added to the outbox
+
+    def start(self) -> None:
+        self._accepting.set()
+        for target, name in ((self._decode_loop, "decode"), (self._infer_loop, "infer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, job: PhotoJob) -> None:
+        """Queue a photo; waits while the pipeline is full. After stop, the job is abandoned."""
+        while self._accepting.is_set():
+            try:
+                self._incoming.put(job, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        job.finish(Outcome.ABANDONED)
+
+    def depth(self) -> int:
+        return self._incoming.qsize() + self._prepared.qsize() + self._busy
+
+    def report_error(self, source: str, reason: str, message: str, photo: str = "") -> None:
+        """An error event that is not about one photo's content (a missing folder, a broken camera)."""
+        error = ErrorEvent(
+            event_id(source, reason, time.time_ns()), self.device, source, now_iso(), photo, reason, message
+        )
+        self._store([OutboxMessage(error.id, self.topics.errors, error.to_json())])
+        self.stats.failed()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop accepting, finish what is queued (up to `timeout`), then stop the workers."""
+        self._accepting.clear()
+        deadline = time.monotonic() + timeout
+        while self.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        drained = self.depth() == 0
+        self._incoming.put(None)
+        for thread in self._threads:
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        for leftover in (*_drain(self._incoming), *(d.job for d in _drain(self._prepared) if d)):
+            if leftover is not None:
+                leftover.finish(Outcome.ABANDONED)
+        return drained
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    def _decode_loop(self) -> None:
+        while (job := self._incoming.get()) is not None:
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                if self.outbox.is_known(job.id):
+                    self.stats.duplicate()
+                    job.finish(Outcome.DUPLICATE)
+                    continue
+                self._prepared.put(self._decode(job))
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+        self._prepared.put(None)
+
+    def _decode(self, job: PhotoJob) -> _Decoded:
+        try:
+            if job.image is not None:
+                return _Decoded(job, self.tagger.prepare_image(job.image, job.name), None)
+            assert job.read is not None
+            return _Decoded(job, self.tagger.prepare_bytes(job.read(), job.name), None)
+        except PhotoError as error:
+            return _Decoded(job, None, error)
+
+    def _infer_loop(self) -> None:
+        while (decoded := self._prepared.get()) is not None:
+            with self._busy_lock:
+                self._busy += 1
+            try:
+                self._finish(decoded)
+            except Exception:  # one photo must never stop the daemon
+                log.exception("unexpected error tagging %s/%s", decoded.job.source, decoded.job.name)
+                decoded.job.finish(Outcome.ABANDONED)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
+
+    def _finish(self, decoded: _Decoded) -> None:
+        job = decoded.job
+        if decoded.error is not None or decoded.prepared is None:
+            error = decoded.error or PhotoError("corrupt", "could not decode")
+            failure = ErrorEvent(
+                job.id, self.device, job.source, now_iso(), job.name, error.reason, str(error)
+            )
+            log.warning("could not tag %s/%s: %s", job.source, job.name, error)
+            self._store([OutboxMessage(failure.id, self.topics.errors, failure.to_json())])
+            self.stats.failed()
+            job.finish(Outcome.FAILED)
+            return
+        result = self.tagger.infer(decoded.prepared)
+        event = TagEvent(job.id, self.device, job.source, now_iso(), result)
+        payload = event.to_json()
+        messages = [OutboxMessage(event.id, self.topics.events(job.source), payload)]
+        if job.reply_to is not None:
+            properties = (
+                {"correlation_data_hex": job.reply_to.correlation_data.hex()}
+                if job.reply_to.correlation_data
+                else {}
+            )
+            messages.append(
+                OutboxMessage(f"{event.id}:reply", job.reply_to.topic, payload, properties=properties)
+            )
+        self._store(messages)
+        self.stats.tagged(time.monotonic() - job.appeared)
+        log.info("tagged %s/%s: %s (%.0f ms, id %s)", job.source, job.name, result.sentence,
+                 result.timing_ms.get("total", 0.0), event.id)  # fmt: skip
+        job.finish(Outcome.TAGGED)
+        for listener in self.listeners:
+            listener(event)
+
+    def _store(self, messages: list[OutboxMessage]) -> None:
+        self.outbox.add_many(messages)
+        for callback in self.stored:
+            callback()
+
+
+def _drain(source: queue.Queue[Any]) -> list[Any]:
+    items = []
+    while True:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            return items
+
+
+class Daemon:
+    """Everything `edgetag run` starts, in one place."""
+
+    def __init__(
+        self, config: Config, env: Mapping[str, str], open_camera: CameraFactory = open_picamera2
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.device = config.device.name
+        self.topics = Topics(config.mqtt.topic_prefix, self.device)
+        self.stats = Stats()
+        self._open_camera = open_camera
+        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._sources: list[Source] = []
+        self._concepts_seen: dict[str, dict[str, int]] = {}
+        self._ha_concepts = list(config.homeassistant.concepts)
+
+    # --- start ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        folder = state_dir(config, self.env)
+        self._lock_state_dir(folder)
+        self.tagger = Tagger.from_settings(
+            model_settings(config), config.models.threshold, image_limits(config)
+        )
+        self._check_concepts()
+        self.outbox = Outbox(
+            folder / "outbox.db",
+            max_messages=config.outbox.max_events,
+            max_age_seconds=config.outbox.max_age_hours * 3600,
+        )
+        self.link = MqttLink(self._link_settings(), self.topics, self.outbox)
+        self.pipeline = Pipeline(self.tagger, self.outbox, self.topics, self.device, self.stats)
+        self.link.on_problem = lambda reason, message: self.pipeline.report_error("mqtt", reason, message)
+        self.pipeline.stored.append(self.link.outbox_changed)
+        self.pipeline.listeners.append(self._publish_state)
+        self.hooks = Hooks(config.hooks, self._publish_for_hook)
+        self.pipeline.listeners.append(self.hooks.offer)
+        self.folder_state = FolderState(folder / "folders.db")
+        self._build_sources()
+        if config.homeassistant.enabled:
+            self._discovery()  # now, so clashing entity ids are a start-up error, not a log line later
+            self.link.on_connected(self._publish_discovery)
+            self.link.subscribe(status_topic(config.homeassistant), 1, self._homeassistant_status)
+        self.pipeline.start()
+        self.hooks.start()
+        for source in self._sources:  # before connecting: `online` must mean "subscribed to every source"
+            source.start(self.pipeline.submit, self.pipeline.report_error)
+        self.link.start()
+        threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
+        threading.Thread(target=self._prune_loop, name="prune", daemon=True).start()
+        broker = f"{self.link.settings.host}:{self.link.settings.port}"
+        log.info(
+            "edgetag %s running as %s: %d source(s), state in %s, broker %s",
+            __version__, self.device, len(self._sources), folder, broker,
+        )  # fmt: skip
+
+    def _lock_state_dir(self, folder: Path) -> None:
+        """One daemon per state folder: two would publish every event of one outbox twice."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._lock_file = (folder / "lock").open("w")
+        except OSError as error:
+            raise ConfigError(f"state folder {folder}: cannot use it ({error.strerror or error})") from error
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"state folder {folder} is in use by another edgetag (give each its own)"
+            ) from None
+
+    def _link_settings(self) -> LinkSettings:
+        mqtt = self.config.mqtt
+        return LinkSettings(
+            host=mqtt.host,
+            port=mqtt_port(self.config),
+            client_id=mqtt_client_id(self.config),
+            protocol=mqtt.protocol,
+            username=mqtt.username,
+            password=mqtt_password(self.config, self.env),
+            keepalive=mqtt.keepalive,
+            tls=mqtt.tls,
+            ca_file=mqtt.ca_file,
+            cert_file=mqtt.cert_file,
+            key_file=mqtt.key_file,
+            reconnect_min_seconds=mqtt.reconnect_min_seconds,
+            reconnect_max_seconds=mqtt.reconnect_max_seconds,
+        )
+
+    def _check_concepts(self) -> None:
+        """Hooks and Home Assistant sensors must name concepts the vocabulary can say."""
+        known = {c.name for c in self.tagger.vocabulary.concepts} | {"person"}
+        wanted = [(f"hook {h.name}", h.concept) for h in self.config.hooks]
+        wanted += [("homeassistant.concepts", c) for c in self.config.homeassistant.concepts]
+        problems = [
+            f"{where}: unknown concept {concept!r}" for where, concept in wanted if concept not in known
+        ]
+        if problems:
+            raise ConfigError("\n".join(problems) + f"\n(known concepts: {', '.join(sorted(known))})")
+
+    def _build_sources(self) -> None:
+        limits = image_limits(self.config)
+        for source in self.config.sources:
+            if isinstance(source, FolderSourceConfig):
+                self._sources.append(FolderSource(source, self.folder_state, limits))
+            elif isinstance(source, MqttSourceConfig):
+                self._sources.append(MqttSource(source, self.link))
+            elif isinstance(source, CameraSourceConfig):
+                camera = CameraSource(source, self._open_camera)
+                self.link.subscribe(self.topics.capture(source.name), 1, _capture_handler(camera))
+                self._sources.append(camera)
+
+    # --- what happens around each event ------------------------------------------------------------
+
+    def _publish_state(self, event: TagEvent) -> None:
+        """Retained per-source state for automations: each concept's count, and the last event."""
+        counts = {tag["concept"]: int(tag.get("count", 1)) for tag in event.to_dict()["tags"]}
+        seen = self._concepts_seen.setdefault(event.source, {})
+        for concept in {*seen, *counts, *self._ha_concepts}:
+            value = counts.get(concept, 0)
+            if seen.get(concept) != value:
+                self.link.publish_retained(self.topics.concept(event.source, concept), str(value).encode())
+                seen[concept] = value
+        self.link.publish_retained(self.topics.last(event.source), event.to_json())
+
+    def _publish_for_hook(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        message_id = event_id("hook", topic, time.time_ns())
+        self.outbox.add(OutboxMessage(message_id, topic, payload, qos=qos, retain=retain))
+        self.link.outbox_changed()
+
+    def _discovery(self) -> list[DiscoveryMessage]:
+        return discovery_messages(
+            device=self.device,
+            sources=[s.name for s in self._sources],
+            concepts=self._ha_concepts,
+            topics=self.topics,
+            discovery_prefix=self.config.homeassistant.discovery_prefix,
+            sw_version=__version__,
+        )
+
+    def _publish_discovery(self) -> None:
+        for message in self._discovery():
+            self.link.publish_retained(message.topic, message.payload.encode())
+
+    def _homeassistant_status(self, message: Incoming, _ack: Ack) -> bool:
+        if status_is_online(message.payload):
+            log.info("Home Assistant is online: sending discovery again")
+            self._publish_discovery()
+        return False
+
+    def _stats_loop(self) -> None:
+        while not self._stopping.wait(self.config.stats.interval_seconds):
+            self.link.publish_now(self.topics.stats, json.dumps(self.stats_snapshot()).encode())
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        outbox = self.outbox.stats()
+        hooks = self.hooks.stats()
+        return self.stats.snapshot(
+            queue_depth=self.pipeline.depth(),
+            outbox_pending=outbox.pending,
+            outbox_dropped_total=outbox.dropped_total,
+            hooks={"fired": hooks.fired, "failed": hooks.failed, "dropped": hooks.dropped},
+            mqtt={"connected": self.link.status.connected, "last_error": self.link.status.last_error},
+            cpu_temperature_c=cpu_temperature_c(),
+            cameras={s.name: s.present for s in self._sources if isinstance(s, CameraSource)},
+        )
+
+    def _prune_loop(self) -> None:
+        while not self._stopping.wait(600):
+            if dropped := self.outbox.prune():
+                log.warning(
+                    "outbox: dropped %d events older than %.0f hours",
+                    dropped,
+                    self.config.outbox.max_age_hours,
+                )
+
+    # --- stop ----------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the sources, finish what is in flight, give the outbox a moment, say offline."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("stopping: finishing the photos in flight")
+        for source in self._sources:
+            source.stop()
+        if not self.pipeline.stop(DRAIN_SECONDS):
+            log.warning("stopping: some photos were not finished; they will be tagged on the next start")
+        if not self.link.flush(FLUSH_SECONDS):
+            log.info("stopping: %d event(s) wait in the outbox for the broker", self.outbox.stats().pending)
+        self.hooks.stop()
+        self.link.stop()
+        self.outbox.close()
+        self.folder_state.close()
+        self._lock_file.close()
+        log.info("stopped")
+
+    def run(self) -> int:
+        """Start, then wait for SIGTERM or SIGINT (from the main thread)."""
+        self.start()
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not self._stopping.is_set():
+                self._stop_requested.wait(0.5)
+                if self._stop_requested.is_set():
+                    break
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self._stop_requested.set()
+
+
+def _capture_handler(camera: CameraSource) -> Callable[[Incoming, Ack], bool]:
+    def handle(_message: Incoming, _ack: Ack) -> bool:
+        camera.capture_now()
+        return False
+
+    return handle
