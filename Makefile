@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-## demo: tag the bundled sample photos (installs into .venv first if needed)
+## demo: the daemon tags the bundled sample photos; prints the events a subscriber receives
 demo: $(STAMP)
-	$(BIN)/edgetag tag samples/*.jpg
+	$(BIN)/edgetag demo
 
 ## test: lint, type-check and run the test suite
 test: $(STAMP) lint

@@ -4,6 +4,7 @@ edgetag tag PHOTO|DIR... [--json]     tag photos, no daemon and no network
 edgetag models                        list the model pack, verify checksums
 edgetag run [--config FILE] [flags]   the daemon
 edgetag check-config [...]            validate the config and print it (secrets masked)
+edgetag demo                          the daemon on the sample photos, against a local broker
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate the config and print it, secrets masked")
     _add_config_options(check)
     check.set_defaults(handler=_check_config)
+
+    demo = commands.add_parser("demo", help="run the daemon on the sample photos and print the events")
+    demo.add_argument(
+        "--photos", type=Path, metavar="DIR", help="photos to tag (default: the bundled samples)"
+    )
+    demo.add_argument("--timeout", type=float, default=120.0, metavar="S", help="give up after S seconds")
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -118,6 +126,12 @@ def _check_config(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edgetag.demo import run_demo  # noqa: PLC0415  (only the demo needs it)
+
+    return run_demo(args.photos, args.timeout)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
