@@ -64,6 +64,8 @@ class LinkSettings:
     key_file: Path | None = None
     reconnect_min_seconds: float = 1.0
     reconnect_max_seconds: float = 60.0
+    echo_timeout_seconds: float = 30.0
+    """An acknowledged event that has not come back by then is taken as delivered (see _settle)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,16 @@ class _Subscription:
 
 
 @dataclass
+class _InFlight:
+    """An outbox message published on this connection and not yet confirmed."""
+
+    seq: int
+    echoed: bool  # confirmed by seeing it come back; else by the broker's acknowledgement
+    since: float = field(default_factory=time.monotonic)
+    info: paho.MQTTMessageInfo | None = None  # set once publish() returns
+
+
+@dataclass
 class _Connection:
     """One paho client's lifetime: everything here is forgotten when the connection drops."""
 
@@ -110,8 +122,7 @@ class _Connection:
     closed: threading.Event = field(default_factory=threading.Event)
     refusal: str | None = None
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
-    in_flight: dict[str, int] = field(default_factory=dict)  # message id -> outbox seq
-    acked_by_puback: dict[int, str] = field(default_factory=dict)  # paho mid -> message id
+    in_flight: dict[str, _InFlight] = field(default_factory=dict)  # by message id
     sent_seq: int = 0
     audit_ok: bool = True
 
@@ -131,6 +142,7 @@ class MqttLink:
         self._connection: _Connection | None = None
         self._threads: list[threading.Thread] = []
         self._audit_filters = (topics.all_events, topics.errors)
+        self._confirmed: list[str] = []  # echoed ids not yet marked delivered in the outbox
         self._reported_error: str | None = None
         self.on_problem: Callable[[str, str], None] | None = None
         """Told of each new connection problem as (reason, message); the daemon stores an error event."""
@@ -205,6 +217,7 @@ class MqttLink:
             thread.join(timeout=5.0)
         if connection:
             connection.client.loop_stop()
+        self._write_confirmed()  # echoes that arrived during the last moments
 
     # --- connecting ------------------------------------------------------------------------------
 
@@ -387,26 +400,20 @@ class MqttLink:
         ack()
 
     def _echo_received(self, connection: _Connection, payload: bytes) -> None:
+        """Our own event came back: the broker has it. The publisher confirms it in the outbox."""
         try:
             message_id = str(json.loads(payload)["id"])
         except (ValueError, KeyError, TypeError):
             return  # not ours (or not an event): nothing to confirm
-        self.outbox.delivered(message_id)
         with self._wake:
             connection.in_flight.pop(message_id, None)
+            self.status.in_flight = len(connection.in_flight)
+            self._confirmed.append(message_id)  # written in batches, off the network thread
             self._wake.notify_all()
 
-    def _handle_publish(self, client: paho.Client, _userdata: Any, mid: int, _reason: Any, _p: Any) -> None:
-        connection = self._current(client)
-        if connection is None:
-            return
-        with self._wake:
-            message_id = connection.acked_by_puback.pop(mid, None)
-            if message_id is None:
-                return
-            connection.in_flight.pop(message_id, None)
+    def _handle_publish(self, _client: paho.Client, _userdata: Any, _mid: int, _reason: Any, _p: Any) -> None:
+        with self._wake:  # the publisher settles acknowledged messages (see _settle)
             self._wake.notify_all()
-        self.outbox.delivered(message_id)
 
     # --- publishing the outbox (its own thread) -----------------------------------------------------
 
@@ -414,6 +421,7 @@ class MqttLink:
         while not self._stopping.is_set():
             with self._wake:
                 self._wake.wait(0.5)
+            self._write_confirmed()
             connection = self._connection
             if connection is None or not (connection.connected.is_set() and self.status.synced):
                 continue
@@ -422,28 +430,58 @@ class MqttLink:
             self._publish_pending(connection)
 
     def _publish_pending(self, connection: _Connection) -> None:
+        self._settle(connection)
         room = MAX_IN_FLIGHT - len(connection.in_flight)
         if room <= 0:
             return
         for stored in self.outbox.pending(after_seq=connection.sent_seq, limit=room):
             message = stored.message
-            echoed = connection.audit_ok and self._is_echoed(message.topic) and message.qos > 0
+            entry = _InFlight(
+                stored.seq, connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic)
+            )
+            with self._wake:  # registered before publishing: the echo can arrive before publish() returns
+                connection.in_flight[message.id] = entry
             info = connection.client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain,
                 properties=_publish_properties(message, self.settings.protocol),
             )  # fmt: skip
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                with self._wake:
+                    connection.in_flight.pop(message.id, None)
                 return  # disconnected: the next connection starts over from the outbox
-            with self._wake:
-                connection.sent_seq = stored.seq
-                connection.in_flight[message.id] = stored.seq
-                if message.qos == 0:
-                    connection.in_flight.pop(message.id)
-                elif not echoed:
-                    connection.acked_by_puback[info.mid] = message.id
-            if message.qos == 0:
-                self.outbox.delivered(message.id)
-        self.status.in_flight = len(connection.in_flight)
+            entry.info = info
+            connection.sent_seq = stored.seq
+        self._settle(connection)
+
+    def _write_confirmed(self) -> None:
+        """Mark what came back as delivered, many at a time (one disk sync per batch)."""
+        with self._wake:
+            confirmed, self._confirmed = self._confirmed, []
+        if confirmed:
+            self.outbox.delivered_many(confirmed)
+
+    def _settle(self, connection: _Connection) -> None:
+        """Confirm what came back, and what was acknowledged and is not echoed (or never came back)."""
+        self._write_confirmed()
+        now = time.monotonic()
+        settled: list[str] = []
+        with self._wake:
+            for message_id, entry in list(connection.in_flight.items()):
+                if entry.info is None or not entry.info.is_published():
+                    continue
+                if entry.echoed and now - entry.since < self.settings.echo_timeout_seconds:
+                    continue
+                if entry.echoed:
+                    log.warning(
+                        "MQTT: the broker acknowledged %s but it never came back; is edgetag allowed to read "
+                        "its own topics? Relying on acknowledgements from now on", message_id,
+                    )  # fmt: skip
+                    connection.audit_ok = False
+                del connection.in_flight[message_id]
+                settled.append(message_id)
+            self.status.in_flight = len(connection.in_flight)
+        if settled:
+            self.outbox.delivered_many(settled)
 
     def _is_echoed(self, topic: str) -> bool:
         return any(paho.topic_matches_sub(f, topic) for f in self._audit_filters)

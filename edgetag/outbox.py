@@ -147,13 +147,18 @@ class Outbox:
 
     def delivered(self, message_id: str) -> bool:
         """The broker has it: unqueue it and remember its id. False, changing nothing, if not pending."""
+        return self.delivered_many([message_id]) == 1
+
+    def delivered_many(self, message_ids: Sequence[str]) -> int:
+        """`delivered` for several ids in one transaction (one disk sync); returns how many were pending."""
+        now = self._clock()
+        removed = 0
         with self._transaction() as db:
-            removed = db.execute("DELETE FROM pending WHERE id = ?", (message_id,)).rowcount
-            if removed:
-                db.execute(
-                    "INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (message_id, self._clock())
-                )
-        return removed > 0
+            for message_id in message_ids:
+                if db.execute("DELETE FROM pending WHERE id = ?", (message_id,)).rowcount:
+                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (message_id, now))
+                    removed += 1
+        return removed
 
     def is_known(self, message_id: str) -> bool:
         """True if the id is pending or was delivered within remember_seconds."""
