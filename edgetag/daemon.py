@@ -1,7 +1,7 @@
 """`edgetag run`: builds the pipeline from the config and runs it until SIGTERM.
 
-    sources -> [incoming] -> decode -> [prepared] -> infer + describe -> outbox -> MQTT
-                                                          \\-> retained state, hooks, stats
+    sources -> [incoming] -> decode -> [prepared] -> infer -> [described] -> store -> MQTT
+                                                                              \\-> state, hooks, stats
 
 Queues are bounded, so a burst of a thousand photos waits in the folder (or at the broker) instead
 of in memory; decoding the next photo overlaps inference of this one. A photo counts as done only
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 INCOMING_QUEUE = 8
 PREPARED_QUEUE = 2
+DESCRIBED_QUEUE = 4
 DRAIN_SECONDS = 20.0
 FLUSH_SECONDS = 5.0
 
@@ -68,13 +69,30 @@ class _Decoded:
     error: PhotoError | None
 
 
+@dataclass
+class _Described:
+    """A photo's event (or error event), ready to be stored; what the store step needs to report it."""
+
+    job: PhotoJob
+    messages: list[OutboxMessage]
+    outcome: Outcome
+    event: TagEvent | None
+    summary: str
+
+
 class Pipeline:
-    """Bounded queues and the two worker threads between the sources and the outbox."""
+    """Bounded queues and three workers between the sources and the outbox.
+
+    decode (read, decode, fit each model's input) -> infer (models, vocabulary, the event) -> store
+    (the durable outbox, then the source hears the photo is done). Each step overlaps the others:
+    the next photo is decoded during inference, and an event's disk sync overlaps the next inference.
+    """
 
     def __init__(self, tagger: Tagger, outbox: Outbox, topics: Topics, device: str, stats: Stats) -> None:
         self.tagger, self.outbox, self.topics, self.device, self.stats = tagger, outbox, topics, device, stats
         self._incoming: queue.Queue[PhotoJob | None] = queue.Queue(INCOMING_QUEUE)
         self._prepared: queue.Queue[_Decoded | None] = queue.Queue(PREPARED_QUEUE)
+        self._described: queue.Queue[_Described | None] = queue.Queue(DESCRIBED_QUEUE)
         self._accepting = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -84,8 +102,13 @@ class Pipeline:
 
     def start(self) -> None:
         self._accepting.set()
-        for target, name in ((self._decode_loop, "decode"), (self._infer_loop, "infer")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        workers = (
+            (self._incoming, self._prepared, self._decode, "decode"),
+            (self._prepared, self._described, self._describe, "infer"),
+            (self._described, None, self._store_described, "store"),
+        )
+        for inbox, outbox, step, name in workers:
+            thread = threading.Thread(target=self._work, args=(inbox, outbox, step), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -100,7 +123,7 @@ class Pipeline:
         job.finish(Outcome.ABANDONED)
 
     def depth(self) -> int:
-        return self._incoming.qsize() + self._prepared.qsize() + self._busy
+        return self._incoming.qsize() + self._prepared.qsize() + self._described.qsize() + self._busy
 
     def report_error(self, source: str, reason: str, message: str, photo: str = "") -> None:
         """An error event that is not about one photo's content (a missing folder, a broken camera)."""
@@ -120,29 +143,39 @@ class Pipeline:
         self._incoming.put(None)
         for thread in self._threads:
             thread.join(timeout=max(0.1, deadline - time.monotonic()))
-        for leftover in (*_drain(self._incoming), *(d.job for d in _drain(self._prepared) if d)):
+        for leftover in (*_drain(self._incoming), *_drain(self._prepared), *_drain(self._described)):
             if leftover is not None:
-                leftover.finish(Outcome.ABANDONED)
+                (leftover if isinstance(leftover, PhotoJob) else leftover.job).finish(Outcome.ABANDONED)
         return drained
 
     # --- workers ---------------------------------------------------------------------------------
 
-    def _decode_loop(self) -> None:
-        while (job := self._incoming.get()) is not None:
+    def _work(
+        self, inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None, step: Callable[[Any], Any]
+    ) -> None:
+        """Take items until None, apply one step, pass results on; None is passed on to stop the next."""
+        while (item := inbox.get()) is not None:
             with self._busy_lock:
                 self._busy += 1
             try:
-                if self.outbox.is_known(job.id):
-                    self.stats.duplicate()
-                    job.finish(Outcome.DUPLICATE)
-                    continue
-                self._prepared.put(self._decode(job))
+                result = step(item)
+                if result is not None and outbox is not None:
+                    outbox.put(result)
+            except Exception:  # one photo must never stop the daemon
+                job = item if isinstance(item, PhotoJob) else item.job
+                log.exception("unexpected error with %s/%s", job.source, job.name)
+                job.finish(Outcome.ABANDONED)
             finally:
                 with self._busy_lock:
                     self._busy -= 1
-        self._prepared.put(None)
+        if outbox is not None:
+            outbox.put(None)
 
-    def _decode(self, job: PhotoJob) -> _Decoded:
+    def _decode(self, job: PhotoJob) -> _Decoded | None:
+        if self.outbox.is_known(job.id):
+            self.stats.duplicate()
+            job.finish(Outcome.DUPLICATE)
+            return None
         try:
             if job.image is not None:
                 return _Decoded(job, self.tagger.prepare_image(job.image, job.name), None)
@@ -151,51 +184,41 @@ class Pipeline:
         except PhotoError as error:
             return _Decoded(job, None, error)
 
-    def _infer_loop(self) -> None:
-        while (decoded := self._prepared.get()) is not None:
-            with self._busy_lock:
-                self._busy += 1
-            try:
-                self._finish(decoded)
-            except Exception:  # one photo must never stop the daemon
-                log.exception("unexpected error tagging %s/%s", decoded.job.source, decoded.job.name)
-                decoded.job.finish(Outcome.ABANDONED)
-            finally:
-                with self._busy_lock:
-                    self._busy -= 1
-
-    def _finish(self, decoded: _Decoded) -> None:
+    def _describe(self, decoded: _Decoded) -> _Described:
         job = decoded.job
         if decoded.error is not None or decoded.prepared is None:
             error = decoded.error or PhotoError("corrupt", "could not decode")
             failure = ErrorEvent(
                 job.id, self.device, job.source, now_iso(), job.name, error.reason, str(error)
             )
-            log.warning("could not tag %s/%s: %s", job.source, job.name, error)
-            self._store([OutboxMessage(failure.id, self.topics.errors, failure.to_json())])
-            self.stats.failed()
-            job.finish(Outcome.FAILED)
-            return
+            message = OutboxMessage(failure.id, self.topics.errors, failure.to_json())
+            return _Described(job, [message], Outcome.FAILED, None, str(error))
         result = self.tagger.infer(decoded.prepared)
         event = TagEvent(job.id, self.device, job.source, now_iso(), result)
         payload = event.to_json()
         messages = [OutboxMessage(event.id, self.topics.events(job.source), payload)]
         if job.reply_to is not None:
-            properties = (
-                {"correlation_data_hex": job.reply_to.correlation_data.hex()}
-                if job.reply_to.correlation_data
-                else {}
-            )
+            correlation = job.reply_to.correlation_data
+            properties = {"correlation_data_hex": correlation.hex()} if correlation else {}
             messages.append(
                 OutboxMessage(f"{event.id}:reply", job.reply_to.topic, payload, properties=properties)
             )
-        self._store(messages)
-        self.stats.tagged(time.monotonic() - job.appeared)
-        log.info("tagged %s/%s: %s (%.0f ms, id %s)", job.source, job.name, result.sentence,
-                 result.timing_ms.get("total", 0.0), event.id)  # fmt: skip
-        job.finish(Outcome.TAGGED)
-        for listener in self.listeners:
-            listener(event)
+        summary = f"{result.sentence} ({result.timing_ms.get('total', 0.0):.0f} ms, id {event.id})"
+        return _Described(job, messages, Outcome.TAGGED, event, summary)
+
+    def _store_described(self, described: _Described) -> None:
+        job = described.job
+        self._store(described.messages)
+        if described.event is None:
+            log.warning("could not tag %s/%s: %s", job.source, job.name, described.summary)
+            self.stats.failed()
+        else:
+            log.info("tagged %s/%s: %s", job.source, job.name, described.summary)
+            self.stats.tagged(time.monotonic() - job.appeared)
+        job.finish(described.outcome)
+        if described.event is not None:
+            for listener in self.listeners:
+                listener(described.event)
 
     def _store(self, messages: list[OutboxMessage]) -> None:
         self.outbox.add_many(messages)
@@ -330,7 +353,7 @@ class Daemon:
 
     def _publish_state(self, event: TagEvent) -> None:
         """Retained per-source state for automations: each concept's count, and the last event."""
-        counts = {tag["concept"]: int(tag.get("count", 1)) for tag in event.to_dict()["tags"]}
+        counts = {tag["concept"]: int(tag.get("count", 1)) for tag in event.tags}
         seen = self._concepts_seen.setdefault(event.source, {})
         for concept in {*seen, *counts, *self._ha_concepts}:
             value = counts.get(concept, 0)

@@ -7,6 +7,7 @@ and subscribers can de-duplicate. Events carry words, numbers and boxes only, ne
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -33,7 +34,10 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class TagEvent:
-    """What edgetag says about one photo from one source: the tag result plus who, where and when."""
+    """What edgetag says about one photo from one source: the tag result plus who, where and when.
+
+    Its dict and JSON are made once: the outbox, the retained state and the hooks all read them.
+    """
 
     id: str
     device: str
@@ -41,7 +45,8 @@ class TagEvent:
     time: str
     result: TagResult
 
-    def to_dict(self) -> dict[str, Any]:
+    @functools.cached_property
+    def _dict(self) -> dict[str, Any]:
         return {
             "version": EVENT_VERSION,
             "id": self.id,
@@ -51,8 +56,20 @@ class TagEvent:
             **self.result.to_dict(),
         }
 
+    @functools.cached_property
+    def _json(self) -> bytes:
+        return json.dumps(self._dict, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._dict)
+
     def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._json
+
+    @property
+    def tags(self) -> list[dict[str, Any]]:
+        tags: list[dict[str, Any]] = self._dict["tags"]
+        return tags
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class HookStats:
 
 def matches(rule: HookConfig, event: TagEvent) -> bool:
     """Whether a rule applies to an event: its source (if the rule names one), concept, score and count."""
-    return _matches(rule, event.source, event.result.to_dict()["tags"])
+    return _matches(rule, event.source, event.tags)
 
 
 def _matches(rule: HookConfig, source: str, tags: Sequence[dict[str, Any]]) -> bool:
@@ -125,7 +125,7 @@ class Hooks:
             return HookStats(self._fired, self._failed, self._dropped, self._skipped)
 
     def _offer(self, event: TagEvent) -> None:
-        tags = event.result.to_dict()["tags"]
+        tags = event.tags
         for number, rule in enumerate(self.rules):
             has_action = rule.publish is not None or rule.run is not None
             if has_action and _matches(rule, event.source, tags):

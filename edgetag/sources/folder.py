@@ -55,7 +55,9 @@ class FolderState:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # NORMAL, not FULL: a mark lost to a power cut only makes the file offered again, and its
+            # event id (name, size, time) is already in the durable outbox, which refuses it.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS files (source TEXT, name TEXT, size INTEGER, mtime_ns INTEGER,"
                 " outcome TEXT, event_id TEXT, at REAL, PRIMARY KEY (source, name))"
