@@ -502,3 +502,25 @@ def test_a_camera_source_takes_photos_on_command(broker: Broker, tmp_path: Path)
     finally:
         daemon.stop()
     assert fake.calls[-2:] == ["stop", "close"]
+
+
+def test_retained_state_and_discovery_come_back_after_a_broker_loses_everything(
+    broker: Broker, tmp_path: Path, start_daemon: Any
+) -> None:
+    inbox = tmp_path / "inbox"
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    daemon = start_daemon(broker, sources=[folder_source(inbox)], homeassistant={"concepts": ["cat"]})
+    drop(inbox, "chelsea.jpg")
+    wait_events(subscriber, 1)
+    broker.restart()  # no persistence: every retained message is gone
+    daemon.wait_log("MQTT connected", count=2)
+    retained = Subscriber(broker, "#")
+    retained.wait_until(
+        lambda: {"edgetag/pi/inbox/cat", "edgetag/pi/inbox/last"} <= {m.topic for m in retained.messages}
+    )
+    by_topic = {m.topic: m for m in retained.messages}
+    assert by_topic["edgetag/pi/inbox/cat"].payload == b"1"
+    assert by_topic["edgetag/pi/inbox/last"].json()["sentence"] == "Image may contain: cat"
+    assert by_topic["edgetag/pi/availability"].payload == b"online"
+    assert any(t.startswith("homeassistant/binary_sensor/") for t in by_topic)
+    assert all(m.retain for m in by_topic.values() if not m.topic.startswith("edgetag/pi/sync"))
