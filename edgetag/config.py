@@ -864,11 +864,17 @@ def mqtt_password(config: Config, env: Mapping[str, str] | None = None) -> str |
     if credentials:
         file = Path(credentials) / PASSWORD_CREDENTIAL
         if file.exists():
-            return _read_secret(file, f"$CREDENTIALS_DIRECTORY/{PASSWORD_CREDENTIAL}")
+            # The service always loads this credential; the installer creates the file empty,
+            # which means "no password".
+            key = f"$CREDENTIALS_DIRECTORY/{PASSWORD_CREDENTIAL}"
+            password = _read_secret(file, key, allow_empty=True)
+            if password and mqtt.username is None:
+                raise ConfigError(f"{key}: a password is set but mqtt.username is not; set both")
+            return password or None
     return None
 
 
-def _read_secret(file: Path, key: str) -> str:
+def _read_secret(file: Path, key: str, *, allow_empty: bool = False) -> str:
     """A password file's text minus one trailing newline (what `echo secret > file` adds)."""
     try:
         text = file.read_text(encoding="utf-8")
@@ -881,7 +887,7 @@ def _read_secret(file: Path, key: str) -> str:
         raise ConfigError(f"{key}: {file} is not UTF-8 text") from None
     if text.endswith("\n"):
         text = text[:-1].removesuffix("\r")
-    if not text:
+    if not text and not allow_empty:
         raise ConfigError(f"{key}: {file} is empty; put the password in it")
     return text
 

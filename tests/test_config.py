@@ -665,6 +665,18 @@ def test_unreadable_password_file_names_the_key_and_the_reason(tmp_path: Path) -
         mqtt_password(with_mqtt(password_file=write(tmp_path, "\n", "empty")), {})
 
 
+def test_an_empty_credential_means_no_password_and_a_set_one_needs_a_username(tmp_path: Path) -> None:
+    """The unit always loads /etc/edgetag/mqtt-password, which the installer creates empty."""
+    credential = tmp_path / "mqtt-password"
+    credential.write_text("", encoding="utf-8")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert mqtt_password(Config(), env) is None
+    credential.write_text("s3cret\n", encoding="utf-8")
+    assert mqtt_password(with_mqtt(), env) == "s3cret"
+    with pytest.raises(ConfigError, match=r"mqtt-password: a password is set but mqtt.username is not"):
+        mqtt_password(Config(), env)
+
+
 def test_unreadable_credential_names_the_credential(tmp_path: Path) -> None:
     (tmp_path / "mqtt-password").mkdir()
     with pytest.raises(ConfigError, match=r"^\$CREDENTIALS_DIRECTORY/mqtt-password: cannot read"):
