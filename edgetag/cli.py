@@ -113,9 +113,11 @@ def _load(args: argparse.Namespace) -> Config:
 def _run(args: argparse.Namespace) -> int:
     from edgetag.daemon import Daemon  # noqa: PLC0415  (keeps `edgetag tag` from loading MQTT code)
 
-    config = _load(args)
-    setup_logging(config.logging.level)
-    return Daemon(config, os.environ).run()
+    config: Config | None = _load(args)
+    while config is not None:  # a SIGHUP with a valid config starts the daemon again with it
+        setup_logging(config.logging.level)
+        config = Daemon(config, os.environ).run(reload=lambda: _load(args))
+    return EXIT_OK
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -43,15 +43,17 @@ from edgetag.events import ErrorEvent, TagEvent, event_id, now_iso
 from edgetag.homeassistant import DiscoveryMessage, discovery_messages, status_is_online, status_topic
 from edgetag.hooks import Hooks
 from edgetag.mqtt import Ack, Incoming, LinkSettings, MqttLink
+from edgetag.notify import Notifier
 from edgetag.outbox import Outbox, OutboxMessage
 from edgetag.sources.base import Outcome, PhotoJob, Source
 from edgetag.sources.camera import CameraFactory, CameraSource, open_picamera2
 from edgetag.sources.folder import FolderSource, FolderState
 from edgetag.sources.mqtt import MqttSource
 from edgetag.stats import Stats
-from edgetag.system import cpu_temperature_c
+from edgetag.system import cpu_temperature_c, throttling
 from edgetag.tagger import PreparedPhoto, Tagger
 from edgetag.topics import Topics
+from edgetag.watchdog import Heartbeats, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ PREPARED_QUEUE = 2
 DESCRIBED_QUEUE = 4
 DRAIN_SECONDS = 20.0
 FLUSH_SECONDS = 5.0
+STATUS_SECONDS = 15.0
 
 
 @dataclass
@@ -88,8 +91,18 @@ class Pipeline:
     the next photo is decoded during inference, and an event's disk sync overlaps the next inference.
     """
 
-    def __init__(self, tagger: Tagger, outbox: Outbox, topics: Topics, device: str, stats: Stats) -> None:
+    def __init__(
+        self,
+        tagger: Tagger,
+        outbox: Outbox,
+        topics: Topics,
+        device: str,
+        *,
+        stats: Stats,
+        heartbeats: Heartbeats,
+    ) -> None:
         self.tagger, self.outbox, self.topics, self.device, self.stats = tagger, outbox, topics, device, stats
+        self.heartbeats = heartbeats
         self._incoming: queue.Queue[PhotoJob | None] = queue.Queue(INCOMING_QUEUE)
         self._prepared: queue.Queue[_Decoded | None] = queue.Queue(PREPARED_QUEUE)
         self._described: queue.Queue[_Described | None] = queue.Queue(DESCRIBED_QUEUE)
@@ -108,7 +121,9 @@ class Pipeline:
             (self._described, None, self._store_described, "store"),
         )
         for inbox, outbox, step, name in workers:
-            thread = threading.Thread(target=self._work, args=(inbox, outbox, step), name=name, daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(name, inbox, outbox, step), name=name, daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -151,10 +166,20 @@ class Pipeline:
     # --- workers ---------------------------------------------------------------------------------
 
     def _work(
-        self, inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None, step: Callable[[Any], Any]
+        self, name: str, inbox: queue.Queue[Any], outbox: queue.Queue[Any] | None, step: Callable[[Any], Any]
     ) -> None:
-        """Take items until None, apply one step, pass results on; None is passed on to stop the next."""
-        while (item := inbox.get()) is not None:
+        """Take items until None, apply one step, pass results on; None is passed on to stop the next.
+
+        Every turn of the loop, busy or idle (at least once a second), is a heartbeat for the watchdog.
+        """
+        while True:
+            self.heartbeats.beat(name)
+            try:
+                item = inbox.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
             with self._busy_lock:
                 self._busy += 1
             try:
@@ -168,6 +193,7 @@ class Pipeline:
             finally:
                 with self._busy_lock:
                     self._busy -= 1
+        self.heartbeats.forget(name)
         if outbox is not None:
             outbox.put(None)
 
@@ -246,9 +272,14 @@ class Daemon:
         self.device = config.device.name
         self.topics = Topics(config.mqtt.topic_prefix, self.device)
         self.stats = Stats()
+        self.notifier = Notifier(env)
+        self.heartbeats = Heartbeats()
+        self._watchdog: Watchdog | None = None
         self._open_camera = open_camera
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
+        self._reload_requested = threading.Event()
+        self._signalled = threading.Event()
         self._sources: list[Source] = []
         self._concepts_seen: dict[str, dict[str, int]] = {}
         self._ha_concepts = list(config.homeassistant.concepts)
@@ -256,8 +287,10 @@ class Daemon:
     # --- start ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Load everything, start every thread; READY=1 once models and outbox are ready (not the broker)."""
         config = self.config
         folder = state_dir(config, self.env)
+        self.notifier.status("loading the models")
         self._lock_state_dir(folder)
         self.tagger = Tagger.from_settings(
             model_settings(config), config.models.threshold, image_limits(config)
@@ -269,7 +302,10 @@ class Daemon:
             max_age_seconds=config.outbox.max_age_hours * 3600,
         )
         self.link = MqttLink(self._link_settings(), self.topics, self.outbox)
-        self.pipeline = Pipeline(self.tagger, self.outbox, self.topics, self.device, self.stats)
+        self.pipeline = Pipeline(
+            self.tagger, self.outbox, self.topics, self.device, stats=self.stats, heartbeats=self.heartbeats
+        )
+        self.link.heartbeats = self.heartbeats
         self.link.on_problem = lambda reason, message: self.pipeline.report_error("mqtt", reason, message)
         self.pipeline.stored.append(self.link.outbox_changed)
         self.pipeline.listeners.append(self._publish_state)
@@ -293,6 +329,12 @@ class Daemon:
             "edgetag %s running as %s: %d source(s), state in %s, broker %s",
             __version__, self.device, len(self._sources), folder, broker,
         )  # fmt: skip
+        if self.notifier.watchdog_seconds:
+            self._watchdog = Watchdog(self.notifier, self.heartbeats, self.notifier.watchdog_seconds)
+            self._watchdog.start()
+        self.notifier.ready(f"tagging: {len(self._sources)} source(s), connecting to the broker at {broker}")
+        if self.notifier.enabled:
+            threading.Thread(target=self._status_loop, name="status", daemon=True).start()
 
     def _lock_state_dir(self, folder: Path) -> None:
         """One daemon per state folder: two would publish every event of one outbox twice."""
@@ -387,6 +429,21 @@ class Daemon:
             self._publish_discovery()
         return False
 
+    def status_line(self) -> str:
+        """What `systemctl status` shows: progress, queues, the broker."""
+        outbox = self.outbox.stats().pending
+        broker = (
+            "connected" if self.link.status.connected else f"not connected ({self.link.status.last_error})"
+        )
+        return (
+            f"{self.stats.photos_total} photo(s) tagged, {self.stats.errors_total} error(s), "
+            f"{self.pipeline.depth()} in progress, {outbox} waiting for the broker; MQTT {broker}"
+        )
+
+    def _status_loop(self) -> None:
+        while not self._stopping.wait(STATUS_SECONDS):
+            self.notifier.status(self.status_line())
+
     def _stats_loop(self) -> None:
         while not self._stopping.wait(self.config.stats.interval_seconds):
             self.link.publish_now(self.topics.stats, json.dumps(self.stats_snapshot()).encode())
@@ -401,6 +458,7 @@ class Daemon:
             hooks={"fired": hooks.fired, "failed": hooks.failed, "dropped": hooks.dropped},
             mqtt={"connected": self.link.status.connected, "last_error": self.link.status.last_error},
             cpu_temperature_c=cpu_temperature_c(),
+            throttling=throttling(),
             cameras={s.name: s.present for s in self._sources if isinstance(s, CameraSource)},
         )
 
@@ -421,6 +479,7 @@ class Daemon:
             return
         self._stopping.set()
         log.info("stopping: finishing the photos in flight")
+        self.notifier.stopping(f"stopping: finishing {self.pipeline.depth()} photo(s) in flight")
         for source in self._sources:
             source.stop()
         if not self.pipeline.stop(DRAIN_SECONDS):
@@ -429,29 +488,55 @@ class Daemon:
             log.info("stopping: %d event(s) wait in the outbox for the broker", self.outbox.stats().pending)
         self.hooks.stop()
         self.link.stop()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         self.outbox.close()
         self.folder_state.close()
         self._lock_file.close()
         log.info("stopped")
 
-    def run(self) -> int:
-        """Start, then wait for SIGTERM or SIGINT (from the main thread)."""
+    def run(self, reload: Callable[[], Config] | None = None) -> Config | None:
+        """Start, then serve until SIGTERM or SIGINT (None) or a SIGHUP with a valid new config (it).
+
+        On SIGHUP the new config is read first: an invalid one is refused and this one keeps running.
+        A valid one stops this daemon gracefully (nothing is lost) and is returned to be started.
+        """
         self.start()
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
-            while not self._stopping.is_set():
-                self._stop_requested.wait(0.5)
+            while True:
+                self._signalled.wait(1.0)
+                self._signalled.clear()
                 if self._stop_requested.is_set():
-                    break
+                    return None
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    if reload is not None and (config := self._read_new_config(reload)) is not None:
+                        return config
         finally:
             self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+
+    def _read_new_config(self, reload: Callable[[], Config]) -> Config | None:
+        try:
+            config = reload()
+        except ConfigError as error:
+            log.error("reload refused, the running config stays: %s", error)
+            self.notifier.status(f"reload refused (see the log); {self.status_line()}")
+            return None
+        log.info("reloading with the new config")
+        self.notifier.reloading("reloading the config")
+        return config
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
-        self._stop_requested.set()
+        if signum == signal.SIGHUP:
+            self._reload_requested.set()
+        else:
+            self._stop_requested.set()
+        self._signalled.set()
 
 
 def _capture_handler(camera: CameraSource) -> Callable[[Incoming, Ack], bool]:

@@ -40,6 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edgetag.outbox import Outbox, OutboxMessage
 from edgetag.topics import Topics
+from edgetag.watchdog import Heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ class MqttLink:
         self._audit_filters = (topics.all_events, topics.errors)
         self._confirmed: list[str] = []  # echoed ids not yet marked delivered in the outbox
         self._reported_error: str | None = None
+        self.heartbeats: Heartbeats | None = None
+        """The publisher beats here every turn of its loop, for the watchdog."""
         self.on_problem: Callable[[str, str], None] | None = None
         """Told of each new connection problem as (reason, message); the daemon stores an error event."""
 
@@ -215,6 +218,8 @@ class MqttLink:
             self._wake.notify_all()
         for thread in self._threads:
             thread.join(timeout=5.0)
+        if self.heartbeats is not None:
+            self.heartbeats.forget("mqtt-publish")
         if connection:
             connection.client.loop_stop()
         self._write_confirmed()  # echoes that arrived during the last moments
@@ -419,6 +424,8 @@ class MqttLink:
 
     def _publish_loop(self) -> None:
         while not self._stopping.is_set():
+            if self.heartbeats is not None:
+                self.heartbeats.beat("mqtt-publish")
             with self._wake:
                 self._wake.wait(0.5)
             self._write_confirmed()
