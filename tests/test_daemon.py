@@ -515,9 +515,13 @@ def test_retained_state_and_discovery_come_back_after_a_broker_loses_everything(
     broker.restart()  # no persistence: every retained message is gone
     daemon.wait_log("MQTT connected", count=2)
     retained = Subscriber(broker, "#")
-    retained.wait_until(
-        lambda: {"edgetag/pi/inbox/cat", "edgetag/pi/inbox/last"} <= {m.topic for m in retained.messages}
-    )
+
+    def everything_back() -> bool:
+        topics = {m.topic for m in retained.messages}
+        states = {"edgetag/pi/inbox/cat", "edgetag/pi/inbox/last", "edgetag/pi/availability"} <= topics
+        return states and any(t.startswith("homeassistant/binary_sensor/") for t in topics)
+
+    retained.wait_until(everything_back, timeout=30)
     by_topic = {m.topic: m for m in retained.messages}
     assert by_topic["edgetag/pi/inbox/cat"].payload == b"1"
     assert by_topic["edgetag/pi/inbox/last"].json()["sentence"] == "Image may contain: cat"
