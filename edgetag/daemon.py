@@ -40,7 +40,7 @@ from edgetag.config import (
 )
 from edgetag.errors import ConfigError, PhotoError
 from edgetag.events import ErrorEvent, TagEvent, event_id, now_iso
-from edgetag.homeassistant import DiscoveryMessage, discovery_messages, status_is_online, status_topic
+from edgetag.homeassistant import discovery_messages, status_is_online, status_topic
 from edgetag.hooks import Hooks
 from edgetag.mqtt import Ack, Incoming, LinkSettings, MqttLink
 from edgetag.notify import Notifier
@@ -314,8 +314,8 @@ class Daemon:
         self.folder_state = FolderState(folder / "folders.db")
         self._build_sources()
         if config.homeassistant.enabled:
-            self._discovery()  # now, so clashing entity ids are a start-up error, not a log line later
-            self.link.on_connected(self._publish_discovery)
+            # Retained on the link now (so clashing entity ids are a start-up error), sent on every connect.
+            self._publish_discovery()
             self.link.subscribe(status_topic(config.homeassistant), 1, self._homeassistant_status)
         self.pipeline.start()
         self.hooks.start()
@@ -409,18 +409,15 @@ class Daemon:
         self.outbox.add(OutboxMessage(message_id, topic, payload, qos=qos, retain=retain))
         self.link.outbox_changed()
 
-    def _discovery(self) -> list[DiscoveryMessage]:
-        return discovery_messages(
+    def _publish_discovery(self) -> None:
+        for message in discovery_messages(
             device=self.device,
             sources=[s.name for s in self._sources],
             concepts=self._ha_concepts,
             topics=self.topics,
             discovery_prefix=self.config.homeassistant.discovery_prefix,
             sw_version=__version__,
-        )
-
-    def _publish_discovery(self) -> None:
-        for message in self._discovery():
+        ):
             self.link.publish_retained(message.topic, message.payload.encode())
 
     def _homeassistant_status(self, message: Incoming, _ack: Ack) -> bool:

@@ -32,6 +32,17 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _envelope(event: TagEvent | ErrorEvent) -> dict[str, Any]:
+    """What every event starts with: which event, from which device and source, when."""
+    return {
+        "version": EVENT_VERSION,
+        "id": event.id,
+        "device": event.device,
+        "source": event.source,
+        "time": event.time,
+    }
+
+
 @dataclass(frozen=True)
 class TagEvent:
     """What edgetag says about one photo from one source: the tag result plus who, where and when.
@@ -47,14 +58,7 @@ class TagEvent:
 
     @functools.cached_property
     def _dict(self) -> dict[str, Any]:
-        return {
-            "version": EVENT_VERSION,
-            "id": self.id,
-            "device": self.device,
-            "source": self.source,
-            "time": self.time,
-            **self.result.to_dict(),
-        }
+        return {**_envelope(self), **self.result.to_dict()}
 
     @functools.cached_property
     def _json(self) -> bytes:
@@ -85,16 +89,7 @@ class ErrorEvent:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": EVENT_VERSION,
-            "id": self.id,
-            "device": self.device,
-            "source": self.source,
-            "time": self.time,
-            "photo": self.photo,
-            "reason": self.reason,
-            "message": self.message,
-        }
+        return {**_envelope(self), "photo": self.photo, "reason": self.reason, "message": self.message}
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -136,7 +136,6 @@ class MqttLink:
         self.status = LinkStatus()
         self._subscriptions: list[_Subscription] = []
         self._retained: dict[str, bytes] = {}
-        self._on_connected: list[Callable[[], None]] = []
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -162,10 +161,6 @@ class MqttLink:
             connection = self._connection
         if connection and connection.connected.is_set():
             connection.client.subscribe(subscribed, qos=qos)
-
-    def on_connected(self, callback: Callable[[], None]) -> None:
-        """Called after every successful connect (Home Assistant discovery, for one)."""
-        self._on_connected.append(callback)
 
     def publish_retained(self, topic: str, payload: bytes) -> None:
         """State: kept here and published again after every reconnect. Sent now if connected."""
@@ -347,11 +342,6 @@ class MqttLink:
         connection.connected.set()
         self.status.connected = True
         client.publish(self.topics.sync, connection.nonce.encode(), qos=1)
-        for callback in self._on_connected:
-            try:
-                callback()
-            except Exception:  # a broken callback must not take the connection down
-                log.exception("error in an on-connect callback")
 
     def _handle_disconnect(
         self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _p: Any
