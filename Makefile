@@ -19,9 +19,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## bench: print speed and memory figures (see docs/benchmarks.md)
+## bench: print speed and memory figures of edgetag tag and of the daemon (see docs/benchmarks.md)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tag.py
+	$(BIN)/python benchmarks/bench_daemon.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
