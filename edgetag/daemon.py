@@ -277,6 +277,7 @@ class Daemon:
         self._watchdog: Watchdog | None = None
         self._open_camera = open_camera
         self._stopping = threading.Event()
+        self._reloading = False  # set once RELOADING=1 is sent: this stop is part of a reload
         self._stop_requested = threading.Event()
         self._reload_requested = threading.Event()
         self._signalled = threading.Event()
@@ -476,7 +477,12 @@ class Daemon:
             return
         self._stopping.set()
         log.info("stopping: finishing the photos in flight")
-        self.notifier.stopping(f"stopping: finishing {self.pipeline.depth()} photo(s) in flight")
+        in_flight = f"finishing {self.pipeline.depth()} photo(s) in flight"
+        # systemd 252 keeps a STOPPING=1 sent during ExecReload and stops the unit once the reload ends.
+        if self._reloading:
+            self.notifier.status(f"reloading: {in_flight}")
+        else:
+            self.notifier.stopping(f"stopping: {in_flight}")
         for source in self._sources:
             source.stop()
         if not self.pipeline.stop(DRAIN_SECONDS):
@@ -524,6 +530,7 @@ class Daemon:
             self.notifier.status(f"reload refused (see the log); {self.status_line()}")
             return None
         log.info("reloading with the new config")
+        self._reloading = True
         self.notifier.reloading("reloading the config")
         return config
 

@@ -235,6 +235,28 @@ def test_sighup_reloads_a_valid_config_and_refuses_an_invalid_one(broker: Broker
         daemon.close()
 
 
+def test_a_reload_says_reloading_then_ready_and_never_stopping(
+    broker: Broker, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    """systemd 252 holds a STOPPING=1 that arrives during ExecReload and stops the unit once it ends."""
+    env = {"NOTIFY_SOCKET": notify_socket.env_value}
+    daemon = DaemonProcess(tmp_path, daemon_config(broker, tmp_path / "state"), env=env).start()
+    try:
+        notify_socket.wait_for("READY=1")
+        assert daemon.process is not None
+        os.kill(daemon.process.pid, signal.SIGHUP)  # the config is unchanged and valid: a full reload
+        notify_socket.wait_for("RELOADING=1")
+        daemon.wait_log("running as", count=2)
+        lines = notify_socket.lines()
+        reloading = lines.index("RELOADING=1")
+        assert "READY=1" in lines[reloading:], "READY=1 again once the new config runs"
+        assert "STOPPING=1" not in lines, f"a reload must not look like a stop: {lines}"
+        assert daemon.stop() == 0
+        notify_socket.wait_for("STOPPING=1", timeout=5)  # a real stop still says so
+    finally:
+        daemon.close()
+
+
 # --- journald ---------------------------------------------------------------------------------------
 
 
