@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -114,6 +115,8 @@ def _run(args: argparse.Namespace) -> int:
     from edgetag.daemon import Daemon  # noqa: PLC0415  (keeps `edgetag tag` from loading MQTT code)
 
     config: Config | None = _load(args)
+    # Between two daemons of a reload nobody handles SIGHUP; another reload then must not kill us.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     while config is not None:  # a SIGHUP with a valid config starts the daemon again with it
         setup_logging(config.logging.level)
         config = Daemon(config, os.environ).run(reload=lambda: _load(args))

@@ -504,23 +504,30 @@ class Daemon:
         On SIGHUP the new config is read first: an invalid one is refused and this one keeps running.
         A valid one stops this daemon gracefully (nothing is lost) and is returned to be started.
         """
-        self.start()
+        # Handlers first: systemd may signal as soon as READY=1, which start() sends. A SIGTERM while
+        # starting then stops cleanly once started, and an early SIGHUP is a reload, not Python's death.
         signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in signals}
         try:
-            while True:
-                self._signalled.wait(1.0)
-                self._signalled.clear()
-                if self._stop_requested.is_set():
-                    return None
-                if self._reload_requested.is_set():
-                    self._reload_requested.clear()
-                    if reload is not None and (config := self._read_new_config(reload)) is not None:
-                        return config
+            self.start()
+            try:
+                return self._serve(reload)
+            finally:
+                self.stop()
         finally:
-            self.stop()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _serve(self, reload: Callable[[], Config] | None) -> Config | None:
+        while True:
+            self._signalled.wait(1.0)
+            self._signalled.clear()
+            if self._stop_requested.is_set():
+                return None
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                if reload is not None and (config := self._read_new_config(reload)) is not None:
+                    return config
 
     def _read_new_config(self, reload: Callable[[], Config]) -> Config | None:
         try:

@@ -257,6 +257,49 @@ def test_a_reload_says_reloading_then_ready_and_never_stopping(
         daemon.close()
 
 
+def signalled_while_starting(
+    broker: Broker, workdir: Path, notify_socket: NotifySocket, signum: signal.Signals
+) -> DaemonProcess:
+    """A daemon sent `signum` while start() loads the models, before its READY=1.
+
+    systemd may signal the moment it sees READY=1, which start() itself sends.
+    """
+    env = {"NOTIFY_SOCKET": notify_socket.env_value}
+    daemon = DaemonProcess(workdir, daemon_config(broker, workdir / "state"), env=env).start()
+    try:
+        notify_socket.wait_for("STATUS=loading the models")
+        assert daemon.process is not None
+        daemon.process.send_signal(signum)
+    except BaseException:
+        daemon.close()
+        raise
+    return daemon
+
+
+def test_a_sighup_while_starting_is_a_reload_once_started(
+    broker: Broker, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    daemon = signalled_while_starting(broker, tmp_path, notify_socket, signal.SIGHUP)
+    try:
+        daemon.wait_log("running as", count=2)  # started, then reloaded (Python's default would kill it)
+        assert daemon.alive
+    finally:
+        daemon.close()
+
+
+def test_a_sigterm_while_starting_is_a_clean_stop_once_started(
+    broker: Broker, tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    daemon = signalled_while_starting(broker, tmp_path, notify_socket, signal.SIGTERM)
+    try:
+        assert daemon.process is not None
+        assert daemon.process.wait(timeout=60) == 0, "a SIGTERM while starting is a clean stop"
+        assert "READY=1" in notify_socket.lines(), "it stops after starting, not halfway through"
+        assert "stopped" in daemon.log()
+    finally:
+        daemon.close()
+
+
 # --- journald ---------------------------------------------------------------------------------------
 
 
