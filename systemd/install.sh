@@ -8,9 +8,9 @@
 #                                                config (/etc/edgetag) and data (/var/lib/edgetag)
 #   sudo systemd/install.sh --uninstall --purge  remove those too
 #
-# What it does: installs Python's venv and pip (and, on 32-bit Pi OS, NumPy and Pillow, which have no
-# wheels there) with apt; makes a venv in /opt/edgetag/venv that also sees the system's packages (so
-# Raspberry Pi OS's picamera2 is visible); installs edgetag and its models into it; writes a commented
+# What it does: installs Python's venv and pip, procps (and, on 32-bit Pi OS, NumPy and Pillow, which
+# have no wheels there) with apt; makes a venv in /opt/edgetag/venv that also sees the system's packages
+# (so Raspberry Pi OS's picamera2 is visible); installs edgetag and its models into it; writes a commented
 # /etc/edgetag/edgetag.toml (never over yours); installs, enables and starts edgetag.service.
 # EDGETAG_SKIP_APT=1 skips the apt step (for images that already have the packages).
 set -eu
@@ -43,12 +43,22 @@ uninstall() {
 install_packages() {
     [ "${EDGETAG_SKIP_APT:-0}" = 1 ] && return
     command -v apt-get >/dev/null || fail "apt-get not found: this installer is for Debian and Raspberry Pi OS"
-    packages="python3 python3-venv python3-pip"
+    # procps: /bin/kill, which the unit's ExecReload runs (systemctl reload); minimal images lack it
+    packages="python3 python3-venv python3-pip procps"
     case $(uname -m) in
         armv6l|armv7l) packages="$packages python3-numpy python3-pil" ;;  # no armhf wheels on PyPI
     esac
-    say "installing $packages"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $packages >/dev/null
+    missing=""
+    for package in $packages; do
+        dpkg-query --show --showformat='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed \
+            || missing="$missing $package"
+    done
+    [ -n "$missing" ] || return 0
+    say "installing$missing"
+    # The package lists of a fresh image may be missing (Debian's cloud and container images) or
+    # older than the mirror: apt-get install alone then fails with "Unable to locate package" or a 404.
+    DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing >/dev/null
 }
 
 install_edgetag() {
@@ -66,7 +76,7 @@ install_config() {
     install -d -m 755 "$CONFIG_DIR"
     if [ ! -e "$CONFIG_DIR/edgetag.toml" ]; then
         install -m 644 "$SOURCE/systemd/edgetag.toml" "$CONFIG_DIR/edgetag.toml"
-        say "wrote $CONFIG_DIR/edgetag.toml: edit it (broker, sources), then: sudo systemctl reload edgetag"
+        say "wrote $CONFIG_DIR/edgetag.toml: edit it (broker, sources; a password goes in $CONFIG_DIR/mqtt-password), then: sudo systemctl restart edgetag"
     fi
     if [ ! -e "$CONFIG_DIR/mqtt-password" ]; then
         install -m 600 /dev/null "$CONFIG_DIR/mqtt-password"  # empty: no password
