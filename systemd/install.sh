@@ -23,6 +23,9 @@ SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 say() { printf 'edgetag install: %s\n' "$*"; }
 fail() { printf 'edgetag install: %s\n' "$*" >&2; exit 1; }
 systemd_running() { [ -d /run/systemd/system ]; }
+# The userland's architecture, not the kernel's: 32-bit Raspberry Pi OS on a Pi 4 or 5 boots a 64-bit
+# kernel, so there uname -m says aarch64 while Python, NumPy and every package are 32-bit (armhf).
+userland() { dpkg --print-architecture 2>/dev/null || uname -m; }
 
 uninstall() {
     purge=$1
@@ -45,8 +48,8 @@ install_packages() {
     command -v apt-get >/dev/null || fail "apt-get not found: this installer is for Debian and Raspberry Pi OS"
     # procps: /bin/kill, which the unit's ExecReload runs (systemctl reload); minimal images lack it
     packages="python3 python3-venv python3-pip procps"
-    case $(uname -m) in
-        armv6l|armv7l) packages="$packages python3-numpy python3-pil" ;;  # no armhf wheels on PyPI
+    case $(userland) in
+        armhf|armv6l|armv7l) packages="$packages python3-numpy python3-pil" ;;  # no armhf wheels on PyPI
     esac
     missing=""
     for package in $packages; do
@@ -61,6 +64,20 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing >/dev/null
 }
 
+venv_pip() {
+    if [ "$(userland)" = armhf ] && [ "$(uname -m)" = aarch64 ]; then
+        # A 32-bit userland on a 64-bit kernel: pip would read pyproject.toml's environment markers with
+        # the kernel's aarch64 and ask for LiteRT, which has no 32-bit wheel. Let it see the armv7l
+        # system it installs into (its wheel tags already say armv7l for a 32-bit Python).
+        "$PREFIX/venv/bin/python" -c 'import platform, runpy, sys
+platform.machine = lambda: "armv7l"
+sys.argv[0] = "pip"
+runpy.run_module("pip", run_name="__main__", alter_sys=True)' "$@"
+    else
+        "$PREFIX/venv/bin/pip" "$@"
+    fi
+}
+
 install_edgetag() {
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || fail "edgetag needs Python 3.11 or newer"
     if [ ! -x "$PREFIX/venv/bin/python" ]; then
@@ -68,7 +85,7 @@ install_edgetag() {
         python3 -m venv --system-site-packages "$PREFIX/venv"
     fi
     say "installing edgetag from $SOURCE (this takes a while on a Pi)"
-    "$PREFIX/venv/bin/pip" install --quiet --disable-pip-version-check --upgrade "$SOURCE"
+    venv_pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
     install -m 644 "$SOURCE/README.md" "$PREFIX/README.md"
 }
 
