@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean system-test
 
 ## demo: the daemon tags the bundled sample photos; prints the events a subscriber receives
 demo: $(STAMP)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tag.py
 	$(BIN)/python benchmarks/bench_daemon.py
+
+## system-test: install the service with systemd/install.sh in a booted Debian container and check it (root; docs/systemd.md)
+system-test: $(STAMP)
+	$(BIN)/python -m tests.system
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
