@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-test
+.PHONY: demo test lint bench clean system-test pi-test
 
 ## demo: the daemon tags the bundled sample photos; prints the events a subscriber receives
 demo: $(STAMP)
@@ -27,6 +27,10 @@ bench: $(STAMP)
 ## system-test: install the service with systemd/install.sh in a booted Debian container and check it (root; docs/systemd.md)
 system-test: $(STAMP)
 	$(BIN)/python -m tests.system
+
+## pi-test: install with systemd/install.sh on emulated 64- and 32-bit Raspberry Pi OS and compare the tags (root; docs/raspberry-pi.md)
+pi-test: $(STAMP)
+	$(BIN)/python -m tests.pi $(PI_TEST_ARGS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
