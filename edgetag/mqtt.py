@@ -111,6 +111,7 @@ class _InFlight:
     echoed: bool  # confirmed by seeing it come back; else by the broker's acknowledgement
     since: float = field(default_factory=time.monotonic)
     info: paho.MQTTMessageInfo | None = None  # set once publish() returns
+    acknowledged: bool = False  # PUBACK seen (paho marks info published only after telling us)
 
 
 @dataclass
@@ -126,6 +127,8 @@ class _Connection:
     in_flight: dict[str, _InFlight] = field(default_factory=dict)  # by message id
     sent_seq: int = 0
     audit_ok: bool = True
+    unread: bool = True  # the outbox may hold messages this connection has not read yet
+    awaiting_ack: dict[int, str] = field(default_factory=dict)  # mid -> id, for those a PUBACK confirms
 
 
 class MqttLink:
@@ -181,6 +184,8 @@ class MqttLink:
     def outbox_changed(self) -> None:
         """Wake the publisher: something was added to the outbox."""
         with self._wake:
+            if self._connection is not None:
+                self._connection.unread = True  # a new connection starts with unread set
             self._wake.notify_all()
 
     def start(self) -> None:
@@ -406,9 +411,20 @@ class MqttLink:
             self._confirmed.append(message_id)  # written in batches, off the network thread
             self._wake.notify_all()
 
-    def _handle_publish(self, _client: paho.Client, _userdata: Any, _mid: int, _reason: Any, _p: Any) -> None:
-        with self._wake:  # the publisher settles acknowledged messages (see _settle)
-            self._wake.notify_all()
+    def _handle_publish(self, client: paho.Client, _userdata: Any, mid: int, _reason: Any, _p: Any) -> None:
+        """A PUBACK: wake the publisher only if it confirms an outbox message (see _settle).
+
+        Retained state and echoed events are acknowledged too; waking for those cost a loop per message.
+        """
+        connection = self._current(client)
+        if connection is None:
+            return
+        with self._wake:
+            message_id = connection.awaiting_ack.pop(mid, None)
+            entry = connection.in_flight.get(message_id) if message_id is not None else None
+            if entry is not None:
+                entry.acknowledged = True
+                self._wake.notify_all()
 
     # --- publishing the outbox (its own thread) -----------------------------------------------------
 
@@ -429,9 +445,14 @@ class MqttLink:
     def _publish_pending(self, connection: _Connection) -> None:
         self._settle(connection)
         room = MAX_IN_FLIGHT - len(connection.in_flight)
-        if room <= 0:
-            return
-        for stored in self.outbox.pending(after_seq=connection.sent_seq, limit=room):
+        with self._wake:  # read the outbox only when it has changed: most wakes are echoes and PUBACKs
+            if room <= 0 or not connection.unread:
+                return
+            connection.unread = False
+        batch = self.outbox.pending(after_seq=connection.sent_seq, limit=room)
+        if len(batch) == room:
+            connection.unread = True  # there may be more than there was room for
+        for stored in batch:
             message = stored.message
             entry = _InFlight(
                 stored.seq, connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic)
@@ -445,8 +466,12 @@ class MqttLink:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with self._wake:
                     connection.in_flight.pop(message.id, None)
+                    connection.unread = True
                 return  # disconnected: the next connection starts over from the outbox
             entry.info = info
+            if not entry.echoed:
+                with self._wake:
+                    connection.awaiting_ack[info.mid] = message.id
             connection.sent_seq = stored.seq
         self._settle(connection)
 
@@ -464,7 +489,7 @@ class MqttLink:
         settled: list[str] = []
         with self._wake:
             for message_id, entry in list(connection.in_flight.items()):
-                if entry.info is None or not entry.info.is_published():
+                if entry.info is None or not (entry.acknowledged or entry.info.is_published()):
                     continue
                 if entry.echoed and now - entry.since < self.settings.echo_timeout_seconds:
                     continue
@@ -475,6 +500,7 @@ class MqttLink:
                     )  # fmt: skip
                     connection.audit_ok = False
                 del connection.in_flight[message_id]
+                connection.awaiting_ack.pop(entry.info.mid, None)
                 settled.append(message_id)
             self.status.in_flight = len(connection.in_flight)
         if settled:
