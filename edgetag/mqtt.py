@@ -128,7 +128,7 @@ class _Connection:
     sent_seq: int = 0
     audit_ok: bool = True
     unread: bool = True  # the outbox may hold messages this connection has not read yet
-    awaiting_ack: dict[int, str] = field(default_factory=dict)  # mid -> id, for those a PUBACK confirms
+    awaiting_ack: dict[int, _InFlight] = field(default_factory=dict)  # by mid: those a PUBACK confirms
 
 
 class MqttLink:
@@ -420,8 +420,7 @@ class MqttLink:
         if connection is None:
             return
         with self._wake:
-            message_id = connection.awaiting_ack.pop(mid, None)
-            entry = connection.in_flight.get(message_id) if message_id is not None else None
+            entry = connection.awaiting_ack.pop(mid, None)
             if entry is not None:
                 entry.acknowledged = True
                 self._wake.notify_all()
@@ -471,7 +470,7 @@ class MqttLink:
             entry.info = info
             if not entry.echoed:
                 with self._wake:
-                    connection.awaiting_ack[info.mid] = message.id
+                    connection.awaiting_ack[info.mid] = entry
             connection.sent_seq = stored.seq
         self._settle(connection)
 
