@@ -7,7 +7,9 @@ Prints medians of:
   photo is decoded while this one is inferred);
 - the same photos through a naive pipeline that opens, converts and resizes the full photo once per
   model (what most examples do);
-- peak RSS of the `edgetag tag` command tagging the samples and the 12 MP photo.
+- peak RSS of the `edgetag tag` command tagging the samples and the 12 MP photo;
+- the CPU time a small photo needs (preparing it on one thread, inferring on all the inference threads),
+  and from it the fastest a stream could go at those costs on the cores this process may use.
 
 Every figure is measured round-robin (one of each per round), so a ratio compares numbers taken under
 the same machine conditions; timings on a shared or virtual machine drift by tens of percent.
@@ -83,6 +85,13 @@ def stream_gap_ms(tagger: Tagger, path: Path) -> float:
     return statistics.median(gaps)
 
 
+def cpu_ms(action: Callable[[], object]) -> float:
+    """CPU time of one call, summed over every thread of this process (the runtime's workers too)."""
+    started = time.process_time()
+    action()
+    return (time.process_time() - started) * 1000
+
+
 def round_robin(
     timed: dict[str, Callable[[], object]], measured: dict[str, Callable[[], float]], rounds: int
 ) -> dict[str, float]:
@@ -127,6 +136,9 @@ def main() -> None:
             timed[f"one {label}"] = functools.partial(tagger.tag_file, path)
             timed[f"naive {label}"] = functools.partial(naive_tag, tagger, path)
             measured[f"stream {label}"] = functools.partial(stream_gap_ms, tagger, path)
+        prepared = tagger.prepare_file(SMALL)
+        measured["cpu prepare"] = functools.partial(cpu_ms, functools.partial(tagger.prepare_file, SMALL))
+        measured["cpu infer"] = functools.partial(cpu_ms, functools.partial(tagger.infer, prepared))
         median = round_robin(timed, measured, args.rounds)
         same = {p: tagger.tag_file(p).sentence == naive_tag(tagger, p).sentence for p in (SMALL, camera)}
 
@@ -155,6 +167,13 @@ def main() -> None:
     print(f"  small, in a stream, vs invoke floors: {stream:5.2f}x their sum (<= 1.3x)")
     print(f"  small, one photo, vs invoke floors:   {one:5.2f}x their sum")
     print(f"  peak RSS of `edgetag tag`:            {rss:5.0f} MB (< 150 MB)")
+    cores = len(os.sched_getaffinity(0))
+    prepare_cpu, infer_cpu = median["cpu prepare"], median["cpu infer"]
+    best = (prepare_cpu + infer_cpu) / cores
+    print(f"\nCPU time of the small photo (all threads), and what it allows on {cores} cores")
+    print(f"  read, decode and fit the inputs:      {prepare_cpu:5.2f} ms")
+    print(f"  infer and describe:                   {infer_cpu:5.2f} ms")
+    print(f"  a stream at best, their sum / cores:  {best:5.2f} ms = {best / floor_sum:.2f}x the floors")
 
 
 if __name__ == "__main__":
