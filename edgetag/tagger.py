@@ -23,12 +23,11 @@ from edgetag.modelpack import ModelCard, load_cards
 from edgetag.models import (
     Classifier,
     Detection,
+    DetectorModel,
     FaceDetector,
     ImageModel,
     ModelInfo,
     ModelInput,
-    SsdPostprocessDetector,
-    SsdRawDetector,
     load_custom_model,
     load_pack_model,
 )
@@ -37,7 +36,6 @@ from edgetag.vocabulary import Description, Vocabulary
 TOP_CLASSES = 5
 MIN_CLASS_SCORE = 0.05
 NO_MODEL = "none"
-Detector = SsdRawDetector | SsdPostprocessDetector
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class Tagger:
     def __init__(
         self,
         classifier: Classifier | None,
-        detector: Detector | None,
+        detector: DetectorModel | None,
         faces: FaceDetector | None,
         vocabulary: Vocabulary,
         *,
@@ -153,7 +151,7 @@ class Tagger:
         faces = pick(settings.faces, "faces", None)
         vocabulary = Vocabulary.load(settings.vocabulary)
         assert classifier is None or isinstance(classifier, Classifier)
-        assert detector is None or isinstance(detector, SsdRawDetector | SsdPostprocessDetector)
+        assert detector is None or isinstance(detector, DetectorModel)
         assert faces is None or isinstance(faces, FaceDetector)
         return cls(classifier, detector, faces, vocabulary, threshold=threshold, limits=limits)
 
