@@ -53,6 +53,7 @@ from edgetag.stats import Stats
 from edgetag.system import cpu_temperature_c, throttling
 from edgetag.tagger import PreparedPhoto, Tagger
 from edgetag.topics import Topics
+from edgetag.vocabulary import SMILING
 from edgetag.watchdog import Heartbeats, Watchdog
 
 log = logging.getLogger(__name__)
@@ -371,7 +372,7 @@ class Daemon:
 
     def _check_concepts(self) -> None:
         """Hooks and Home Assistant sensors must name concepts the vocabulary can say."""
-        known = {c.name for c in self.tagger.vocabulary.concepts} | {"person"}
+        known = {c.name for c in self.tagger.vocabulary.concepts} | {"person", SMILING}
         wanted = [(f"hook {h.name}", h.concept) for h in self.config.hooks]
         wanted += [("homeassistant.concepts", c) for c in self.config.homeassistant.concepts]
         problems = [
@@ -395,8 +396,15 @@ class Daemon:
     # --- what happens around each event ------------------------------------------------------------
 
     def _publish_state(self, event: TagEvent) -> None:
-        """Retained per-source state for automations: each concept's count, and the last event."""
-        counts = {tag["concept"]: int(tag.get("count", 1)) for tag in event.tags}
+        """Retained per-source state for automations: each concept's count, and the last event.
+
+        A broader concept counts its kinds: "animal" is 3 for 2 dogs and a cat.
+        """
+        counts: dict[str, int] = {}
+        for tag in event.tags:
+            if tag.get("said", True):
+                for concept in {tag["concept"], *tag.get("parents", ())}:
+                    counts[concept] = counts.get(concept, 0) + int(tag.get("count", 1))
         seen = self._concepts_seen.setdefault(event.source, {})
         for concept in {*seen, *counts, *self._ha_concepts}:
             value = counts.get(concept, 0)

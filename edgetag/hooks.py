@@ -59,13 +59,15 @@ def matches(rule: HookConfig, event: TagEvent) -> bool:
 def _matches(rule: HookConfig, source: str, tags: Sequence[dict[str, Any]]) -> bool:
     """`tags` as in the event JSON. Concepts compare as in topics: "teddy bear" is "teddy_bear".
 
-    A tag without a count (a scene, a classified concept) counts as one.
+    A rule for a broader concept matches its kinds ("animal" matches a "dog" tag, through its
+    parents). Tags that are not said never match. A tag without a count counts as one.
     """
     if rule.source is not None and rule.source != source:
         return False
     wanted = slug(rule.concept)
     return any(
-        slug(tag["concept"]) == wanted
+        wanted in {slug(tag["concept"]), *(slug(p) for p in tag.get("parents", ()))}
+        and tag.get("said", True)
         and tag["score"] >= rule.min_score
         and tag.get("count", 1) >= rule.min_count
         for tag in tags

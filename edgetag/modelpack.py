@@ -18,8 +18,8 @@ from typing import Any, Literal
 from edgetag.errors import ModelError
 from edgetag.imaging import Fit
 
-Role = Literal["classifier", "detector", "faces"]
-ROLES: tuple[Role, ...] = ("classifier", "detector", "faces")
+Role = Literal["classifier", "detector", "faces", "expressions"]
+ROLES: tuple[Role, ...] = ("classifier", "detector", "faces", "expressions")
 FITS: tuple[Fit, ...] = ("stretch", "center-crop", "letterbox")
 
 

@@ -1,4 +1,4 @@
-"""One photo through the whole core: decode -> infer (classifier, detector, faces) -> describe.
+"""One photo through the whole core: decode -> infer (classifier, detector, faces, expressions) -> describe.
 
 `Tagger` is what both `edgetag tag` and the daemon use; it owns the loaded models (built once) and
 the vocabulary, and turns a photo into a `TagResult`, whose JSON form is the documented contract.
@@ -24,6 +24,7 @@ from edgetag.models import (
     Classifier,
     Detection,
     DetectorModel,
+    ExpressionModel,
     FaceDetector,
     ImageModel,
     ModelInfo,
@@ -31,7 +32,7 @@ from edgetag.models import (
     load_custom_model,
     load_pack_model,
 )
-from edgetag.vocabulary import Description, Vocabulary
+from edgetag.vocabulary import Description, Face, Vocabulary
 
 TOP_CLASSES = 5
 MIN_CLASS_SCORE = 0.05
@@ -47,6 +48,7 @@ class ModelSettings:
     detector: str = "ssdlite-person"
     detector_labels: Path | None = None
     faces: str = "blazeface"
+    expressions: str = "none"  # until the pack has an expression model
     threads: int = 0
     vocabulary: Path | None = None
 
@@ -83,12 +85,25 @@ class TagResult:
             "sentence": described.sentence,
             "tags": [tag.to_dict() for tag in described.tags],
             "people": described.people,
-            "faces": [_box_dict(face, with_label=False) for face in described.faces],
+            "faces": [_face_dict(face, smile) for face, smile in _with_smiles(described)],
             "objects": [_box_dict(obj, with_label=True) for obj in described.objects],
             "classes": [{"label": label, "score": round(score, 3)} for label, score in self.classes],
             "models": [{"name": m.name, "role": m.role, "sha256": m.sha256} for m in self.models],
             "timing_ms": {step: round(ms, 2) for step, ms in self.timing_ms.items()},
         }
+
+
+def _with_smiles(described: Description) -> list[tuple[Detection, float | None]]:
+    smiles = described.smiles or (None,) * len(described.faces)
+    return list(zip(described.faces, smiles, strict=True))
+
+
+def _face_dict(face: Detection, smile: float | None) -> dict[str, Any]:
+    """A face is a score, a box and, when the expression model ran, how likely it smiles: no more."""
+    data = _box_dict(face, with_label=False)
+    if smile is not None:
+        data["smile"] = round(smile, 3)
+    return data
 
 
 def _box_dict(detection: Detection, with_label: bool) -> dict[str, Any]:
@@ -107,17 +122,19 @@ class Tagger:
         faces: FaceDetector | None,
         vocabulary: Vocabulary,
         *,
+        expressions: ExpressionModel | None = None,
         threshold: float | None = None,
         limits: ImageLimits | None = None,
     ) -> None:
         self.classifier, self.detector, self.faces = classifier, detector, faces
+        self.expressions = expressions if faces is not None else None
         self.vocabulary = vocabulary
         self.threshold = threshold
         self.limits = limits or ImageLimits()
         loaded: list[ImageModel] = [m for m in (classifier, detector, faces) if m is not None]
+        self.models = tuple(m.info for m in (*loaded, self.expressions) if m is not None)
         if not loaded:
             raise ModelError("no models selected: choose at least a classifier, a detector or faces")
-        self.models = tuple(m.info for m in loaded)
         self.working_side = max(max(m.input.width, m.input.height) for m in loaded)
         if classifier is not None:
             vocabulary.bind(classifier.labels)
@@ -142,18 +159,28 @@ class Tagger:
             if path.suffix != ".tflite" and not path.exists():
                 known = ", ".join(sorted(c.name for c in cards.values() if c.role == role)) or "none"
                 raise ModelError(f"{role} {choice!r}: not a pack model ({known}) nor a .tflite file")
-            if role == "faces":
-                raise ModelError(f"faces: only the pack's face models can be used, not {choice!r}")
+            if role in ("faces", "expressions"):
+                raise ModelError(f"{role}: only the pack's {role} models can be used, not {choice!r}")
             return load_custom_model(role, path, labels, threads, min_score)
 
         classifier = pick(settings.classifier, "classifier", settings.classifier_labels)
         detector = pick(settings.detector, "detector", settings.detector_labels)
         faces = pick(settings.faces, "faces", None)
+        expressions = pick(settings.expressions, "expressions", None) if faces is not None else None
         vocabulary = Vocabulary.load(settings.vocabulary)
         assert classifier is None or isinstance(classifier, Classifier)
         assert detector is None or isinstance(detector, DetectorModel)
         assert faces is None or isinstance(faces, FaceDetector)
-        return cls(classifier, detector, faces, vocabulary, threshold=threshold, limits=limits)
+        assert expressions is None or isinstance(expressions, ExpressionModel)
+        return cls(
+            classifier,
+            detector,
+            faces,
+            vocabulary,
+            expressions=expressions,
+            threshold=threshold,
+            limits=limits,
+        )
 
     def decode(self, data: bytes, name: str) -> Photo:
         return decode(data, name, self.working_side, self.limits)
@@ -205,7 +232,12 @@ class Tagger:
             step = time.perf_counter()
             faces = self.faces.run(prepared.faces)
             timing["faces"] = _since(step)
-        description = self.vocabulary.describe(probabilities, detections, faces, self.threshold)
+        measured: list[Face] = [Face(face) for face in faces]
+        if self.expressions is not None and faces:
+            step = time.perf_counter()
+            measured = [Face(face, self.expressions.smile(prepared.photo.image, face)) for face in faces]
+            timing["expressions"] = _since(step)
+        description = self.vocabulary.describe(probabilities, detections, measured, self.threshold)
         classes = self._top_classes(probabilities)
         timing["total"] = sum(prepared.timing_ms.values()) + _since(started)
         return TagResult(prepared.photo, description, classes, self.models, timing)

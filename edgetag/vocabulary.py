@@ -1,15 +1,22 @@
 """Model outputs -> concepts -> the sentence, the way Facebook's automatic alt text spoke.
 
-The concept table is data (`vocabulary.toml`): each concept sums the classifier probabilities of its
-member classes (so "dog" is any of 118 breeds) and takes the best detector score of its member
-labels, and has its own threshold. People are counted from the person detector and the face model.
+The concept table is data (`vocabulary.toml`). Concepts form a tree (dog -> animal, rose -> flower
+-> plant): a concept's score is the summed classifier probability of its own and its descendants'
+classes (so "dog" is any of 118 breeds, and "animal" any animal) or the best detector score of their
+labels, and each concept has its own threshold. The sentence names the most specific confident
+concept, never it and an ancestor together; detector boxes are counted ("3 dogs"). People are
+counted from person boxes and faces together; faces the expression model finds happy are "smiling".
+
+Thresholds chosen on labelled photos live beside the table (`thresholds.toml`, written by
+`edgetag eval --calibrate`): they override the table's and drop concepts that cannot be said with
+enough precision from the sentence (they stay in the JSON, marked `"said": false`).
 """
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +24,16 @@ import numpy as np
 import numpy.typing as npt
 
 from edgetag.errors import ConfigError
-from edgetag.models import Detection
+from edgetag.models import Detection, iou
 
 DEFAULT_VOCABULARY = Path(__file__).resolve().parent / "vocabulary.toml"
+THRESHOLDS_NAME = "thresholds.toml"
 SCENE_GROUP = "scene"
+PEOPLE_GROUP = "people"
 NOTHING = "No automatic alt text available."
-GROUPS = ("animal", "vehicle", "object", "furniture", "food", "plant", SCENE_GROUP)
+GROUPS = ("animal", "vehicle", "object", "furniture", "food", "plant", "building", SCENE_GROUP)
+SMILING = "smiling"
+SAME_THING_IOU = 0.7  # boxes of one concept overlapping this much are one thing counted once
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,14 @@ class Concept:
     threshold: float
     classes: tuple[str, ...] = ()
     objects: tuple[str, ...] = ()
+    parent: str | None = None
+    plural: str | None = None
+    said: bool = True
+    parents: tuple[str, ...] = ()  # every ancestor, nearest first (filled in when the tree is built)
+
+    @property
+    def plural_name(self) -> str:
+        return self.plural or f"{self.name}s"
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,7 @@ class PeopleRule:
     threshold: float = 0.5
     face_threshold: float = 0.6
     objects: tuple[str, ...] = ("person",)
+    smiling_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,12 +69,30 @@ class Tag:
     score: float
     group: str
     count: int | None = None
+    parents: tuple[str, ...] = ()
+    said: bool = True
+    plural: str | None = None  # for the sentence ("3 sheep"); not in the JSON
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"concept": self.concept, "score": round(self.score, 3)}
         if self.count is not None:
             data["count"] = self.count
+        data["parents"] = list(self.parents)
+        if not self.said:
+            data["said"] = False
         return data
+
+    def is_a(self, concept: str) -> bool:
+        """Whether this tag is `concept` or one of its kinds (a "dog" tag is an "animal")."""
+        return concept == self.concept or concept in self.parents
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face box, with the expression model's probability that it smiles (None: not measured)."""
+
+    detection: Detection
+    smile: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,27 +103,47 @@ class Description:
     people: int
     faces: tuple[Detection, ...]
     objects: tuple[Detection, ...]
+    smiles: tuple[float | None, ...] = ()  # per kept face, in the order of `faces`
+    smiling: int = 0
+    evidence: dict[str, float] = field(default_factory=dict)  # every concept's score before thresholds
 
     @property
     def sentence(self) -> str:
         return sentence(self.tags)
 
+    @property
+    def said(self) -> tuple[Tag, ...]:
+        return tuple(tag for tag in self.tags if tag.said)
+
 
 def sentence(tags: Sequence[Tag]) -> str:
-    """`Image may contain: 2 people, dog and outdoor`: people first, then objects, then scenes."""
-    words = [_people_words(tag.count or 1) if tag.group == "people" else tag.concept for tag in tags]
+    """`Image may contain: 2 people, people smiling, 3 dogs and outdoor`.
+
+    People first, then smiling, then objects by confidence, then scenes; counts where boxes were
+    counted. Tags marked not to be said are left out.
+    """
+    said = [tag for tag in tags if tag.said]
+    people = next((tag.count or 1 for tag in said if tag.concept == "person"), 0)
+    words = [_words(tag, people) for tag in said]
     if not words:
         return NOTHING
     listed = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
     return f"Image may contain: {listed}"
 
 
-def _people_words(count: int) -> str:
-    return "1 person" if count == 1 else f"{count} people"
+def _words(tag: Tag, people: int) -> str:
+    if tag.concept == "person":
+        count = tag.count or 1
+        return "1 person" if count == 1 else f"{count} people"
+    if tag.concept == SMILING:
+        return "smiling" if people == 1 else "people smiling"
+    if tag.count is not None and tag.count > 1:
+        return f"{tag.count} {tag.plural or tag.concept + 's'}"
+    return tag.concept
 
 
 class Vocabulary:
-    """The concept table, bound to a classifier's labels so scoring is one matrix product."""
+    """The concept tree, bound to a classifier's labels so scoring is one matrix product."""
 
     def __init__(
         self,
@@ -94,24 +152,39 @@ class Vocabulary:
         unlisted_object_threshold: float = 0.5,
         source: str = "",
     ) -> None:
-        self.concepts = tuple(concepts)
+        self.concepts = _with_ancestors(concepts, source)
         self.people = people
         self.unlisted_object_threshold = unlisted_object_threshold
         self.source = source
+        self._by_name = {c.name: c for c in self.concepts}
+        self._column = {c.name: i for i, c in enumerate(self.concepts)}
         self._class_matrix: npt.NDArray[np.float32] = np.zeros((0, len(self.concepts)), np.float32)
-        self._object_concept = {label: c for c in self.concepts for label in c.objects}
-        self._object_concept.update({c.name: c for c in self.concepts if c.name not in self._object_concept})
+        # Which concepts each detector label is evidence of: its own concept and all their ancestors.
+        # A label named like a concept counts too, so a COCO model's "dog" needs no listing.
+        people_labels = {label.lower() for label in people.objects}
+        self._label_concepts: dict[str, set[int]] = {}
+        for concept in self.concepts:
+            for label in {*(o.lower() for o in concept.objects), concept.name.lower()} - people_labels:
+                self._label_concepts.setdefault(label, set()).update(self._lineage(concept))
+
+    def _lineage(self, concept: Concept) -> list[int]:
+        return [self._column[concept.name], *(self._column[p] for p in concept.parents)]
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Vocabulary:
+    def load(cls, path: Path | None = None, thresholds: Path | None = None) -> Vocabulary:
+        """The table at `path` (the stock one by default) with the calibrated thresholds beside it.
+
+        The stock table takes `thresholds.toml` from its own folder; a table of your own takes one only
+        when `thresholds` names it.
+        """
         path = path or DEFAULT_VOCABULARY
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"vocabulary {path}: cannot read it ({error})") from error
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"vocabulary {path}: not valid TOML ({error})") from error
-        return cls.from_dict(data, str(path))
+        data = _read_toml(path, "vocabulary")
+        if thresholds is None and path == DEFAULT_VOCABULARY and (path.parent / THRESHOLDS_NAME).exists():
+            thresholds = path.parent / THRESHOLDS_NAME
+        table = cls.from_dict(data, str(path))
+        if thresholds is not None:
+            table = table.with_thresholds(_read_toml(thresholds, "thresholds"), str(thresholds))
+        return table
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> Vocabulary:
@@ -122,15 +195,20 @@ class Vocabulary:
             try:
                 concept = Concept(
                     name=str(entry["name"]),
-                    group=str(entry["group"]),
+                    group=str(entry.get("group", "")),
                     threshold=float(entry["threshold"]),
                     classes=tuple(entry.get("classes", ())),
                     objects=tuple(entry.get("objects", ())),
+                    parent=str(entry["parent"]) if "parent" in entry else None,
+                    plural=str(entry["plural"]) if "plural" in entry else None,
+                    said=bool(entry.get("said", True)),
                 )
             except (KeyError, TypeError, ValueError) as error:
                 raise ConfigError(f"{where}: {error}") from error
-            if concept.group not in GROUPS:
+            if concept.parent is None and concept.group not in GROUPS:
                 raise ConfigError(f"{where}: group {concept.group!r} is not one of {', '.join(GROUPS)}")
+            if concept.parent is not None and concept.group:
+                raise ConfigError(f"{where}: only a concept without a parent has a group")
             if not 0.0 < concept.threshold <= 1.0:
                 raise ConfigError(f"{where}: threshold {concept.threshold} is not in (0, 1]")
             concepts.append(concept)
@@ -139,73 +217,175 @@ class Vocabulary:
             raise ConfigError(f"vocabulary {source}: a concept name appears twice")
         return cls(concepts, people, float(data.get("unlisted_object_threshold", 0.5)), source)
 
+    def with_thresholds(self, data: dict[str, Any], source: str = "") -> Vocabulary:
+        """A copy with calibrated thresholds: `[concept.NAME] threshold = T, said = false`."""
+        calibrated = data.get("concept", {})
+        unknown = sorted(set(calibrated) - set(self._by_name))
+        if unknown:
+            raise ConfigError(f"thresholds {source}: unknown concepts {', '.join(unknown)}")
+        concepts = []
+        for concept in self.concepts:
+            entry = calibrated.get(concept.name, {})
+            try:
+                threshold = float(entry.get("threshold", concept.threshold))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"thresholds {source}: concept {concept.name}: {error}") from error
+            if not 0.0 < threshold <= 1.0:
+                raise ConfigError(f"thresholds {source}: concept {concept.name}: {threshold} not in (0, 1]")
+            said = concept.said and bool(entry.get("said", True))
+            concepts.append(replace(concept, threshold=threshold, said=said, parents=()))
+        people = replace(self.people, **data.get("people", {}))
+        calibrated_table = Vocabulary(concepts, people, self.unlisted_object_threshold, self.source)
+        calibrated_table._class_matrix = self._class_matrix  # same concepts in the same order
+        return calibrated_table
+
+    def concept(self, name: str) -> Concept | None:
+        return self._by_name.get(name)
+
+    def kinds_of(self, name: str) -> set[str]:
+        """`name` and every concept below it in the tree."""
+        return {c.name for c in self.concepts if c.name == name or name in c.parents}
+
     def bind(self, labels: Sequence[str]) -> list[str]:
         """Prepare scoring for a classifier's labels; returns the listed classes it does not have.
 
         A concept also takes a class named exactly like itself, so a custom classifier whose labels
-        are "cat" and "dog" works with the stock vocabulary.
+        are "cat" and "dog" works with the stock vocabulary. Each class counts for its concepts and
+        all their ancestors, once.
         """
         index = {label: i for i, label in enumerate(labels)}
         matrix = np.zeros((len(labels), len(self.concepts)), np.float32)
         missing: list[str] = []
-        for column, concept in enumerate(self.concepts):
+        for concept in self.concepts:
             for name in {*concept.classes, concept.name}:
                 if name in index:
-                    matrix[index[name], column] = 1.0
+                    matrix[index[name], self._lineage(concept)] = 1.0
                 elif name in concept.classes:
                     missing.append(name)
         self._class_matrix = matrix
         return sorted(missing)
 
+    def scores(self, probabilities: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+        """Each concept's classifier score: the summed probability of its and its kinds' classes."""
+        if probabilities is None or self._class_matrix.shape[0] != probabilities.shape[0]:
+            return np.zeros(len(self.concepts), np.float32)
+        summed: npt.NDArray[np.float32] = np.minimum(probabilities @ self._class_matrix, 1.0)
+        return summed
+
     def describe(
         self,
         probabilities: npt.NDArray[np.float32] | None,
         detections: Sequence[Detection],
-        faces: Sequence[Detection],
+        faces: Sequence[Detection] | Sequence[Face],
         threshold: float | None = None,
     ) -> Description:
         """Scores -> tags above their thresholds, in sentence order. `threshold` overrides them all.
 
-        Detector labels that no concept lists (a COCO model's "tie", say) are kept as objects in the
-        event above `unlisted_object_threshold` but never reach the sentence: only curated concepts do.
+        Detector labels that no concept lists (a COCO model's "hair drier", say) are kept as objects in
+        the event above `unlisted_object_threshold` but never reach the sentence.
         """
-        class_scores = np.zeros(len(self.concepts), np.float32)
-        if probabilities is not None and self._class_matrix.shape[0] == probabilities.shape[0]:
-            class_scores = np.minimum(probabilities @ self._class_matrix, 1.0)
-
+        class_scores = self.scores(probabilities)
         people_threshold = self.people.threshold if threshold is None else threshold
         face_threshold = self.people.face_threshold if threshold is None else threshold
-        persons = [d for d in detections if d.label in self.people.objects and d.score >= people_threshold]
-        kept_faces = tuple(f for f in faces if f.score >= face_threshold)
+        people_labels = {label.lower() for label in self.people.objects}
+        persons = [d for d in detections if d.label.lower() in people_labels and d.score >= people_threshold]
+        kept_faces = [f for f in (_as_face(f) for f in faces) if f.detection.score >= face_threshold]
         people = len(persons) + sum(
-            1 for f in kept_faces if not any(_contains(p.box, f.box) for p in persons)
+            1 for f in kept_faces if not any(_contains(p.box, f.detection.box) for p in persons)
         )
 
-        tags: list[Tag] = []
-        kept_objects = list(persons)
+        confident: dict[int, tuple[float, list[Detection]]] = {}
+        evidence: dict[str, float] = {}
         for column, concept in enumerate(self.concepts):
             limit = concept.threshold if threshold is None else threshold
-            found = [
-                d for d in detections if d.score >= limit and self._object_concept.get(d.label) is concept
-            ]
-            score = max([float(class_scores[column]), *(d.score for d in found)])
+            mine = [d for d in detections if column in self._label_concepts.get(d.label.lower(), ())]
+            score = max([float(class_scores[column]), *(d.score for d in mine)])
+            if score > 0:
+                evidence[concept.name] = score
             if score >= limit:
-                tags.append(Tag(concept.name, score, concept.group, len(found) if found else None))
-                kept_objects += found
+                confident[column] = (score, [d for d in mine if d.score >= limit])
+
+        # The most specific confident concepts: drop every ancestor of a concept that is said.
+        covered = {p for c in confident if self.concepts[c].said for p in self.concepts[c].parents}
+        tags: list[Tag] = []
+        kept_objects = list(persons)
+        for column, (score, found) in confident.items():
+            concept = self.concepts[column]
+            if concept.name in covered:
+                continue
+            count = _count_things(found) if found else None
+            group = self._group(concept)
+            tags.append(
+                Tag(concept.name, score, group, count, concept.parents, concept.said, concept.plural_name)
+            )
+            kept_objects += [d for d in found if d not in kept_objects]
         unlisted_limit = self.unlisted_object_threshold if threshold is None else threshold
         kept_objects += [
             d
             for d in detections
-            if d.label not in self.people.objects
-            and d.label not in self._object_concept
+            if d.label.lower() not in people_labels
+            and d.label.lower() not in self._label_concepts
             and d.score >= unlisted_limit
         ]
-        tags.sort(key=lambda t: (t.group == SCENE_GROUP, -t.score))
+        tags.sort(key=lambda t: (not t.said, t.group == SCENE_GROUP, -t.score))
+
+        smile_limit = self.people.smiling_threshold if threshold is None else max(threshold, 0.5)
+        smiles = tuple(f.smile for f in kept_faces)
+        smiling = sum(1 for s in smiles if s is not None and s >= smile_limit)
+        if smiling:
+            best_smile = max(s for s in smiles if s is not None)
+            tags.insert(0, Tag(SMILING, best_smile, PEOPLE_GROUP, smiling))
         if people:
-            best = max([*(p.score for p in persons), *(f.score for f in kept_faces)])
-            tags.insert(0, Tag("person", best, "people", people))
+            best = max([*(p.score for p in persons), *(f.detection.score for f in kept_faces)])
+            tags.insert(0, Tag("person", best, PEOPLE_GROUP, people))
         kept_objects.sort(key=lambda d: -d.score)
-        return Description(tuple(tags), people, kept_faces, tuple(kept_objects))
+        kept = tuple(f.detection for f in kept_faces)
+        return Description(tuple(tags), people, kept, tuple(kept_objects), smiles, smiling, evidence)
+
+    def _group(self, concept: Concept) -> str:
+        root = self._by_name[concept.parents[-1]] if concept.parents else concept
+        return root.group
+
+
+def _with_ancestors(concepts: Sequence[Concept], source: str) -> tuple[Concept, ...]:
+    """The concepts with `parents` filled in; refuses unknown parents and cycles."""
+    by_name = {c.name: c for c in concepts}
+    result = []
+    for concept in concepts:
+        chain: list[str] = []
+        parent = concept.parent
+        while parent is not None:
+            if parent not in by_name:
+                raise ConfigError(f"vocabulary {source}: concept {concept.name}: unknown parent {parent!r}")
+            if parent == concept.name or parent in chain:
+                raise ConfigError(f"vocabulary {source}: concept {concept.name}: its parents form a cycle")
+            chain.append(parent)
+            parent = by_name[parent].parent
+        result.append(replace(concept, parents=tuple(chain)))
+    return tuple(result)
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{what} {path}: cannot read it ({error})") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{what} {path}: not valid TOML ({error})") from error
+
+
+def _as_face(face: Detection | Face) -> Face:
+    return face if isinstance(face, Face) else Face(face)
+
+
+def _count_things(found: Iterable[Detection]) -> int:
+    """Boxes of one concept, counting boxes that overlap heavily (a dog also called a cat) once."""
+    kept: list[Detection] = []
+    for detection in sorted(found, key=lambda d: -d.score):
+        box = np.asarray(detection.box, np.float32)
+        if not kept or float(iou(box, np.asarray([k.box for k in kept], np.float32)).max()) < SAME_THING_IOU:
+            kept.append(detection)
+    return len(kept)
 
 
 def _contains(outer: tuple[float, ...], inner: tuple[float, ...]) -> bool:

@@ -23,7 +23,8 @@ from edgetag.tagger import TagResult
 from edgetag.vocabulary import Description, Tag
 
 PERSON = Tag("person", 0.9, "people", 2)
-DOG = Tag("dog", 0.6, "animal")
+DOG = Tag("dog", 0.6, "animal", parents=("animal",))
+ROSE = Tag("rose", 0.8, "plant", parents=("flower", "plant"), said=False)
 TEDDY = Tag("teddy bear", 0.7, "object", 1)
 OUTDOOR = Tag("outdoor", 0.4, "scene")
 
@@ -114,10 +115,14 @@ def start(running: list[Hooks], hooks: Hooks) -> Hooks:
         (rule(source="front-door"), True),
         (rule(source="garden"), False),
         (rule(concept="outdoor", min_score=0.4), True),
+        (rule(concept="animal"), True),  # a broader concept matches its kinds
+        (rule(concept="animal", min_score=0.61), False),
+        (rule(concept="rose"), False),  # not said: never matches
+        (rule(concept="plant"), False),
     ],
 )
 def test_matches(hook: HookConfig, expected: bool) -> None:
-    assert matches(hook, tag_event(PERSON, DOG, TEDDY, OUTDOOR)) is expected
+    assert matches(hook, tag_event(PERSON, DOG, TEDDY, OUTDOOR, ROSE)) is expected
 
 
 def test_an_event_without_tags_matches_nothing() -> None:

@@ -48,6 +48,7 @@ def test_sample_photos_get_the_right_people_and_tags(
             "concept": "person",
             "score": result["tags"][0]["score"],
             "count": people,
+            "parents": [],
         }
         assert result["sentence"].startswith(
             f"Image may contain: {people} {'person' if people == 1 else 'people'}"

@@ -9,7 +9,7 @@ import pytest
 
 from edgetag.errors import ConfigError
 from edgetag.models import Detection
-from edgetag.vocabulary import NOTHING, Tag, Vocabulary, sentence
+from edgetag.vocabulary import NOTHING, Face, Tag, Vocabulary, sentence
 
 LABELS = ["beagle", "pug", "tabby", "seashore", "espresso", "teacup", "other"]
 TABLE = {
@@ -113,9 +113,11 @@ def test_detector_labels_count_their_concept_and_unlisted_labels_stay_out_of_the
         Detection("kite", 0.2, (0.4, 0.4, 0.5, 0.6)),
     ]
     described = vocabulary().describe(None, detections, [])
-    assert [t.to_dict() for t in described.tags] == [{"concept": "dog", "score": 0.8, "count": 2}]
+    assert [t.to_dict() for t in described.tags] == [
+        {"concept": "dog", "score": 0.8, "count": 2, "parents": []}
+    ]
     assert [(d.label, d.score) for d in described.objects] == [("tie", 0.9), ("dog", 0.8), ("dog", 0.6)]
-    assert described.sentence == "Image may contain: dog"
+    assert described.sentence == "Image may contain: 2 dogs"
 
 
 def test_one_threshold_can_override_them_all() -> None:
@@ -166,3 +168,149 @@ def test_the_stock_vocabulary_loads_and_follows_its_own_rules() -> None:
     assert {"dog", "cat", "car", "motorcycle", "cup", "coffee", "beach", "outdoor"} <= set(names)
     dog = next(c for c in table.concepts if c.name == "dog")
     assert len(dog.classes) == 118
+
+
+# --- the concept tree (format 2) -------------------------------------------------------------------
+
+TREE_LABELS = ["beagle", "pug", "tabby", "daisy", "rose", "ram", "seashore", "lakeside"]
+TREE = {
+    "people": {"threshold": 0.5, "face_threshold": 0.6, "smiling_threshold": 0.6},
+    "concept": [
+        {"name": "animal", "group": "animal", "threshold": 0.5},
+        {
+            "name": "dog",
+            "parent": "animal",
+            "threshold": 0.5,
+            "classes": ["beagle", "pug"],
+            "objects": ["Dog"],
+        },
+        {"name": "cat", "parent": "animal", "threshold": 0.5, "classes": ["tabby"], "objects": ["cat"]},
+        {"name": "sheep", "parent": "animal", "threshold": 0.5, "plural": "sheep", "classes": ["ram"]},
+        {"name": "plant", "group": "plant", "threshold": 0.5},
+        {"name": "flower", "parent": "plant", "threshold": 0.5},
+        {"name": "daisy", "parent": "flower", "threshold": 0.5, "classes": ["daisy"]},
+        {"name": "rose", "parent": "flower", "threshold": 0.5, "classes": ["rose"], "said": False},
+        {"name": "outdoor", "group": "scene", "threshold": 0.5},
+        {"name": "beach", "parent": "outdoor", "threshold": 0.5, "classes": ["seashore"]},
+        {"name": "lake", "parent": "outdoor", "threshold": 0.5, "classes": ["lakeside"]},
+    ],
+}
+
+
+def tree() -> Vocabulary:
+    table = Vocabulary.from_dict(TREE, "tree")
+    assert table.bind(TREE_LABELS) == []
+    return table
+
+
+def tree_probabilities(**by_label: float) -> np.ndarray:
+    values = np.zeros(len(TREE_LABELS), np.float32)
+    for label, value in by_label.items():
+        values[TREE_LABELS.index(label)] = value
+    return values
+
+
+def test_a_confident_kind_is_said_and_not_its_broader_concept() -> None:
+    described = tree().describe(tree_probabilities(beagle=0.7), [], [])
+    assert described.sentence == "Image may contain: dog"
+    assert [t.to_dict() for t in described.tags] == [{"concept": "dog", "score": 0.7, "parents": ["animal"]}]
+
+
+def test_the_broader_concept_is_said_when_no_kind_is_confident() -> None:
+    # 0.3 dog + 0.3 cat: neither kind is sure, but an animal it is.
+    described = tree().describe(tree_probabilities(beagle=0.3, tabby=0.3), [], [])
+    assert described.sentence == "Image may contain: animal"
+    assert described.tags[0].parents == ()
+    assert round(described.tags[0].score, 2) == 0.6
+
+
+def test_parents_go_up_the_whole_tree_and_a_tag_is_each_of_its_kinds() -> None:
+    tag = tree().describe(tree_probabilities(daisy=0.8), [], []).tags[0]
+    assert (tag.concept, tag.parents) == ("daisy", ("flower", "plant"))
+    assert tag.is_a("daisy") and tag.is_a("flower") and tag.is_a("plant") and not tag.is_a("animal")
+
+
+def test_a_concept_that_is_not_said_stays_in_the_json_and_lets_its_parent_speak() -> None:
+    described = tree().describe(tree_probabilities(rose=0.9), [], [])
+    assert described.sentence == "Image may contain: flower"
+    assert [(t.concept, t.said) for t in described.tags] == [("flower", True), ("rose", False)]
+    assert described.tags[1].to_dict()["said"] is False
+
+
+def test_detector_boxes_are_counted_with_plurals_and_labels_match_case_insensitively() -> None:
+    boxes = [Detection("dog", 0.9, (0.0, 0.0, 0.3, 0.5)), Detection("Dog", 0.8, (0.35, 0.0, 0.65, 0.5))]
+    boxes.append(Detection("dog", 0.7, (0.7, 0.0, 1.0, 0.5)))
+    described = tree().describe(tree_probabilities(ram=0.9), boxes, [])
+    assert described.sentence == "Image may contain: 3 dogs and sheep"
+    assert described.tags[0].count == 3
+
+
+def test_one_animal_called_dog_and_cat_by_the_detector_is_counted_once_as_an_animal() -> None:
+    same_place = [
+        Detection("dog", 0.55, (0.1, 0.1, 0.6, 0.9)),
+        Detection("cat", 0.52, (0.12, 0.1, 0.6, 0.88)),
+    ]
+    unsure_kinds = tree().with_thresholds({"concept": {"dog": {"threshold": 0.9}, "cat": {"threshold": 0.9}}})
+    described = unsure_kinds.describe(None, same_place, [])
+    assert [(t.concept, t.count) for t in described.tags] == [("animal", 1)]
+    assert described.sentence == "Image may contain: animal"
+
+
+def test_scenes_follow_the_tree_too() -> None:
+    described = tree().describe(tree_probabilities(seashore=0.6, beagle=0.9), [], [])
+    assert described.sentence == "Image may contain: dog and beach"
+
+
+def test_smiling_faces_are_counted_and_said_after_the_people() -> None:
+    faces = [
+        Face(face(0.9, (0.1, 0.1, 0.2, 0.3)), smile=0.95),
+        Face(face(0.9, (0.4, 0.1, 0.5, 0.3)), smile=0.7),
+        Face(face(0.9, (0.7, 0.1, 0.8, 0.3)), smile=0.2),
+    ]
+    described = tree().describe(tree_probabilities(beagle=0.9), [], faces)
+    assert described.sentence == "Image may contain: 3 people, people smiling and dog"
+    assert [(t.concept, t.count) for t in described.tags[:2]] == [("person", 3), ("smiling", 2)]
+    assert described.smiles == (0.95, 0.7, 0.2)
+    alone = tree().describe(None, [], faces[:1])
+    assert alone.sentence == "Image may contain: 1 person and smiling"
+
+
+def test_nobody_smiles_without_the_expression_model() -> None:
+    described = tree().describe(None, [], [face(0.9, (0.1, 0.1, 0.2, 0.3))])
+    assert (described.smiling, described.sentence) == (0, "Image may contain: 1 person")
+
+
+def test_calibrated_thresholds_override_the_table_and_can_silence_a_concept(tmp_path: Path) -> None:
+    calibrated = tree().with_thresholds({"concept": {"dog": {"threshold": 0.8}, "beach": {"said": False}}})
+    assert calibrated.describe(tree_probabilities(beagle=0.7), [], []).sentence == "Image may contain: animal"
+    beach = calibrated.describe(tree_probabilities(seashore=0.9), [], [])
+    assert beach.sentence == "Image may contain: outdoor"
+    with pytest.raises(ConfigError, match="unknown concepts unicorn"):
+        tree().with_thresholds({"concept": {"unicorn": {"threshold": 0.5}}})
+    table, thresholds = tmp_path / "v.toml", tmp_path / "t.toml"
+    table.write_text('[[concept]]\nname = "cat"\ngroup = "animal"\nthreshold = 0.5\n', encoding="utf-8")
+    thresholds.write_text("[concept.cat]\nthreshold = 0.95\n", encoding="utf-8")
+    assert Vocabulary.load(table, thresholds).concepts[0].threshold == 0.95
+
+
+@pytest.mark.parametrize(
+    ("concepts", "message"),
+    [
+        ([{"name": "dog", "parent": "animal", "threshold": 0.5}], "unknown parent 'animal'"),
+        (
+            [{"name": "a", "parent": "b", "threshold": 0.5}, {"name": "b", "parent": "a", "threshold": 0.5}],
+            "its parents form a cycle",
+        ),
+        (
+            [{"name": "animal", "group": "animal", "threshold": 0.5},
+             {"name": "dog", "parent": "animal", "group": "animal", "threshold": 0.5}],
+            "only a concept without a parent has a group",
+        ),
+        ([{"name": "animal", "threshold": 0.5}], "group '' is not one of"),
+    ],
+)  # fmt: skip
+def test_a_broken_tree_is_refused_with_the_concept_named(
+    concepts: list[dict[str, object]], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Vocabulary.from_dict({"concept": concepts}, "mine.toml")

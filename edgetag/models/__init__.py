@@ -29,6 +29,7 @@ from edgetag.models.base import (
     sigmoid,
 )
 from edgetag.models.classifier import Classifier
+from edgetag.models.expressions import ExpressionModel, face_crop
 from edgetag.models.faces import FaceDetector, blazeface_anchors, decode_blazeface_boxes
 from edgetag.models.ssd import POSTPROCESS_OP, SsdPostprocessDetector, SsdRawDetector, decode_ssd_boxes
 from edgetag.runtime import TFLiteModel
@@ -42,6 +43,7 @@ __all__ = [
     "Classifier",
     "Detection",
     "DetectorModel",
+    "ExpressionModel",
     "FaceDetector",
     "ImageModel",
     "ModelInfo",
@@ -52,6 +54,7 @@ __all__ = [
     "box_area",
     "decode_blazeface_boxes",
     "decode_ssd_boxes",
+    "face_crop",
     "iou",
     "load_custom_model",
     "load_pack_model",
