@@ -5,6 +5,7 @@ edgetag models                        list the model pack, verify checksums
 edgetag run [--config FILE] [flags]   the daemon
 edgetag check-config [...]            validate the config and print it (secrets masked)
 edgetag demo                          the daemon on the sample photos, against a local broker
+edgetag eval LABELS... [--calibrate F]  description quality on labelled photos; choose thresholds
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgetag import __version__
+from edgetag import __version__, evaluation
 from edgetag.config import DEFAULT_CONFIG, Config, ConfigFlags, load_config, render_config
 from edgetag.errors import EdgetagError, ModelError, PhotoError
 from edgetag.logs import setup_logging
 from edgetag.modelpack import file_sha256, load_cards, pack_dir
 from edgetag.runtime import runtime_name
 from edgetag.tagger import ModelSettings, Tagger
+from edgetag.vocabulary import Vocabulary
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -77,6 +79,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--timeout", type=float, default=120.0, metavar="S", help="give up after S seconds")
     demo.set_defaults(handler=_demo)
+
+    evaluate = commands.add_parser(
+        "eval", help="measure what edgetag says on labelled photos: precision and recall per concept"
+    )
+    evaluate.add_argument(
+        "labels", nargs="+", type=Path, metavar="LABELS", help=".jsonl files or folders of them"
+    )
+    evaluate.add_argument(
+        "--split", choices=("test", "calibration", "all"), default="test",
+        help="which part to report on (default: test; thresholds are never chosen on it)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--calibrate", type=Path, metavar="FILE",
+        help="choose thresholds on the calibration part, write them to FILE (edgetag/thresholds.toml)",
+    )  # fmt: skip
+    evaluate.add_argument("--json", action="store_true", help="print the figures as JSON")
+    evaluate.add_argument("--failures", action="store_true", help="list the photos not described correctly")
+    _add_model_options(evaluate)
+    evaluate.set_defaults(handler=_eval)
     return parser
 
 
@@ -149,6 +170,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", default=defaults.detector, metavar="MODEL")
     group.add_argument("--detector-labels", type=Path, metavar="FILE", help="label map for your own detector")
     group.add_argument("--faces", default=defaults.faces, metavar="MODEL")
+    group.add_argument(
+        "--expressions", default=defaults.expressions, metavar="MODEL", help="expression model (smiling)"
+    )
     group.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0: all cores)")
     group.add_argument("--vocabulary", type=Path, metavar="FILE", help="your own concept table (TOML)")
 
@@ -163,17 +187,50 @@ def _probability(text: str) -> float:
     return value
 
 
-def _tag(args: argparse.Namespace) -> int:
-    settings = ModelSettings(
+def _model_settings(args: argparse.Namespace) -> ModelSettings:
+    return ModelSettings(
         classifier=args.classifier,
         classifier_labels=args.classifier_labels,
         detector=args.detector,
         detector_labels=args.detector_labels,
         faces=args.faces,
+        expressions=args.expressions,
         threads=args.threads,
         vocabulary=args.vocabulary,
     )
-    tagger = Tagger.from_settings(settings, threshold=args.threshold)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    tagger = Tagger.from_settings(_model_settings(args))
+    photos = evaluation.read_labels(args.labels)
+    seen = evaluation.observe(tagger, photos)
+    vocabulary = tagger.vocabulary
+    if args.calibrate:
+        table = Vocabulary.load(args.vocabulary, calibrated=False)
+        tagger.bind(table)
+        base = evaluation.outcomes(table, photos, seen)
+        choices = evaluation.choose_thresholds(table, base)
+        people = evaluation.choose_people(table, photos, seen)
+        calibration_photos = sum(p.split == "calibration" for p in photos)
+        args.calibrate.write_text(evaluation.thresholds_toml(choices, people, calibration_photos), "utf-8")
+        vocabulary = Vocabulary.load(args.vocabulary, args.calibrate)
+        tagger.bind(vocabulary)
+        print(f"edgetag: thresholds chosen on {calibration_photos} calibration photos: {args.calibrate}")
+    result = evaluation.report(vocabulary, evaluation.outcomes(vocabulary, photos, seen), args.split)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        print(evaluation.format_report(result))
+    if args.failures:
+        for item in result.failures:
+            wrong = f"; wrongly said: {', '.join(sorted(item.wrong))}" if item.wrong else ""
+            print(f"  {item.photo.path}: {item.sentence} (labels: {item.photo.people} people, "
+                  f"{', '.join(sorted(item.photo.concepts))}){wrong}")  # fmt: skip
+    return EXIT_OK
+
+
+def _tag(args: argparse.Namespace) -> int:
+    tagger = Tagger.from_settings(_model_settings(args), threshold=args.threshold)
     photos: list[Path] = []
     failed = 0
     for path, problem in _photo_paths(args.paths):

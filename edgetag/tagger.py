@@ -32,6 +32,7 @@ from edgetag.models import (
     load_custom_model,
     load_pack_model,
 )
+from edgetag.runtime import FloatArray
 from edgetag.vocabulary import Description, Face, Vocabulary
 
 TOP_CLASSES = 5
@@ -62,6 +63,19 @@ class PreparedPhoto:
     detector: ModelInput | None
     faces: ModelInput | None
     timing_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the models saw in one photo, before the vocabulary's thresholds: enough to describe it
+    again with other thresholds (calibration) without running the models twice."""
+
+    photo: Photo
+    probabilities: FloatArray | None
+    detections: tuple[Detection, ...]
+    faces: tuple[Face, ...]
+    timing_ms: dict[str, float]
+    started: float
 
 
 @dataclass(frozen=True)
@@ -136,8 +150,13 @@ class Tagger:
         if not loaded:
             raise ModelError("no models selected: choose at least a classifier, a detector or faces")
         self.working_side = max(max(m.input.width, m.input.height) for m in loaded)
-        if classifier is not None:
-            vocabulary.bind(classifier.labels)
+        self.bind(vocabulary)
+
+    def bind(self, vocabulary: Vocabulary) -> None:
+        """Describe with this vocabulary from now on (bound to the classifier's labels)."""
+        if self.classifier is not None:
+            vocabulary.bind(self.classifier.labels)
+        self.vocabulary = vocabulary
 
     @classmethod
     def from_settings(
@@ -214,8 +233,8 @@ class Tagger:
 
     # Inference: the interpreters are not thread-safe; one thread calls this.
 
-    def infer(self, prepared: PreparedPhoto) -> TagResult:
-        """Run every loaded model on a prepared photo and describe what they saw."""
+    def observe(self, prepared: PreparedPhoto) -> Observation:
+        """Run every loaded model on a prepared photo: what they saw, before any threshold."""
         timing = dict(prepared.timing_ms)
         started = time.perf_counter()
         probabilities = None
@@ -237,10 +256,29 @@ class Tagger:
             step = time.perf_counter()
             measured = [Face(face, self.expressions.smile(prepared.photo.image, face)) for face in faces]
             timing["expressions"] = _since(step)
-        description = self.vocabulary.describe(probabilities, detections, measured, self.threshold)
-        classes = self._top_classes(probabilities)
-        timing["total"] = sum(prepared.timing_ms.values()) + _since(started)
+        return Observation(prepared.photo, probabilities, tuple(detections), tuple(measured), timing, started)
+
+    def infer(self, prepared: PreparedPhoto) -> TagResult:
+        """Run every loaded model on a prepared photo and describe what they saw."""
+        seen = self.observe(prepared)
+        description = self.vocabulary.describe(
+            seen.probabilities, seen.detections, seen.faces, self.threshold
+        )
+        classes = self._top_classes(seen.probabilities)
+        timing = dict(seen.timing_ms)
+        timing["total"] = sum(prepared.timing_ms.values()) + _since(seen.started)
         return TagResult(prepared.photo, description, classes, self.models, timing)
+
+    def observe_files(self, paths: Iterable[Path]) -> Iterator[tuple[Path, Observation | PhotoError]]:
+        """What the models saw in each file, decoding ahead on a second thread (for evaluation)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetag-decode") as decoder:
+            pending = deque((path, decoder.submit(self.prepare_file, path)) for path in paths)
+            while pending:
+                path, future = pending.popleft()
+                try:
+                    yield path, self.observe(future.result())
+                except PhotoError as error:
+                    yield path, error
 
     def tag(self, photo: Photo) -> TagResult:
         return self.infer(self.prepare(photo))

@@ -171,14 +171,18 @@ class Vocabulary:
         return [self._column[concept.name], *(self._column[p] for p in concept.parents)]
 
     @classmethod
-    def load(cls, path: Path | None = None, thresholds: Path | None = None) -> Vocabulary:
+    def load(
+        cls, path: Path | None = None, thresholds: Path | None = None, *, calibrated: bool = True
+    ) -> Vocabulary:
         """The table at `path` (the stock one by default) with the calibrated thresholds beside it.
 
         The stock table takes `thresholds.toml` from its own folder; a table of your own takes one only
-        when `thresholds` names it.
+        when `thresholds` names it. `calibrated=False` gives the table's own thresholds (to calibrate).
         """
         path = path or DEFAULT_VOCABULARY
         data = _read_toml(path, "vocabulary")
+        if not calibrated:
+            return cls.from_dict(data, str(path))
         if thresholds is None and path == DEFAULT_VOCABULARY and (path.parent / THRESHOLDS_NAME).exists():
             thresholds = path.parent / THRESHOLDS_NAME
         table = cls.from_dict(data, str(path))

@@ -1,0 +1,409 @@
+"""How well edgetag describes photos, measured on labelled real photos; thresholds chosen on them.
+
+A labels file is JSON Lines, one photo a line (eval/README.md): the concepts a person saw in it,
+how many people and how many of them smile, and whether the photo belongs to the calibration part
+(thresholds are chosen there) or the test part (figures are reported there, never tuned on).
+
+A concept's truth is hierarchical: a photo labelled "dog" also holds "animal". A prediction is what
+the sentence says: a said "dog" is also a said "animal". Concepts a labeller marked ambiguous are
+not scored either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgetag.errors import ConfigError, PhotoError
+from edgetag.tagger import Observation, Tagger
+from edgetag.vocabulary import SMILING, Vocabulary
+
+SPLITS = ("calibration", "test")
+TARGET_PRECISION = 0.8
+MIN_POSITIVES_TO_LOWER = 3  # a threshold goes below the table's only on this much evidence
+THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1 .. 0.95
+
+
+@dataclass(frozen=True)
+class LabelledPhoto:
+    path: Path
+    split: str
+    concepts: frozenset[str]
+    ambiguous: frozenset[str]
+    people: int
+    smiling: int
+    composite: str | None = None
+
+
+def read_labels(paths: Sequence[Path]) -> list[LabelledPhoto]:
+    """Every labelled photo in the given .jsonl files (or folders of them), photos resolved beside them."""
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise ConfigError(f"no labels files in {', '.join(map(str, paths))}")
+    photos: list[LabelledPhoto] = []
+    for labels in files:
+        try:
+            lines = labels.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"labels {labels}: cannot read it ({error})") from error
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                photos.append(_labelled_photo(line, labels, number))
+    return photos
+
+
+def _labelled_photo(line: str, labels: Path, number: int) -> LabelledPhoto:
+    where = f"labels {labels}, line {number}"
+    try:
+        entry = json.loads(line)
+        name = str(entry["file"])
+        split = str(entry["split"])
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+        people, smiling = int(entry.get("people", 0)), int(entry.get("smiling", 0))
+        if smiling > people or people < 0:
+            raise ValueError(f"{smiling} smiling of {people} people")
+        concepts = frozenset(str(c) for c in entry.get("concepts", ()))
+        ambiguous = frozenset(str(c) for c in entry.get("ambiguous", ()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+    # Photos live beside the labels file, or beside the folder of labels files (eval/labels/*.jsonl).
+    candidates = [labels.parent / name, labels.parent.parent / name]
+    path = next((c for c in candidates if c.exists()), candidates[0])
+    composite = entry.get("composite")
+    return LabelledPhoto(path, split, concepts, ambiguous, people, smiling, composite and str(composite))
+
+
+@dataclass
+class Outcome:
+    """One labelled photo and what edgetag made of it."""
+
+    photo: LabelledPhoto
+    truth: frozenset[str]  # the labels and all their ancestors
+    ignored: frozenset[str]  # ambiguous concepts (and their ancestors) that are not true
+    said: frozenset[str]  # the said tags and all their ancestors
+    evidence: dict[str, float]
+    people: int
+    smiling: int
+    sentence: str
+
+    @property
+    def people_right(self) -> bool:
+        return self.people == self.photo.people
+
+    @property
+    def smiling_right(self) -> bool:
+        return (self.smiling > 0) == (self.photo.smiling > 0)
+
+    @property
+    def described(self) -> bool:
+        """Automatic alt text's bar: a correct concept named, and the people count right."""
+        named_right = bool(self.said & self.truth) or (self.people > 0 and self.people_right)
+        return named_right and self.people_right
+
+    @property
+    def wrong(self) -> frozenset[str]:
+        return self.said - self.truth - self.ignored
+
+
+def closure(vocabulary: Vocabulary, names: Iterable[str]) -> frozenset[str]:
+    """Names and all their ancestors in the vocabulary's tree."""
+    result: set[str] = set()
+    for name in names:
+        result.add(name)
+        concept = vocabulary.concept(name)
+        if concept is not None:
+            result.update(concept.parents)
+    return frozenset(result)
+
+
+def outcome(vocabulary: Vocabulary, photo: LabelledPhoto, seen: Observation) -> Outcome:
+    """Describe what the models saw with this vocabulary, and compare it with the labels."""
+    described = vocabulary.describe(seen.probabilities, seen.detections, seen.faces)
+    truth = closure(vocabulary, photo.concepts)
+    ignored = closure(vocabulary, photo.ambiguous) - truth
+    said = closure(vocabulary, (t.concept for t in described.said if t.concept not in ("person", SMILING)))
+    return Outcome(
+        photo, truth, ignored, said, dict(described.evidence), described.people, described.smiling,
+        described.sentence,
+    )  # fmt: skip
+
+
+def observe(tagger: Tagger, photos: Sequence[LabelledPhoto]) -> list[Observation]:
+    """Run the models on every labelled photo; a photo that cannot be read is an error, not a skip."""
+    observations = []
+    for photo, (_, seen) in zip(photos, tagger.observe_files([p.path for p in photos]), strict=True):
+        if isinstance(seen, PhotoError):
+            raise ConfigError(f"labelled photo {photo.path}: {seen}")
+        observations.append(seen)
+    return observations
+
+
+def outcomes(
+    vocabulary: Vocabulary, photos: Sequence[LabelledPhoto], seen: Sequence[Observation]
+) -> list[Outcome]:
+    return [outcome(vocabulary, photo, observed) for photo, observed in zip(photos, seen, strict=True)]
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConceptFigures:
+    concept: str
+    said: bool
+    threshold: float
+    true_positives: int = 0
+    false_positives: int = 0
+    false_negatives: int = 0
+
+    @property
+    def support(self) -> int:
+        """Photos that hold the concept."""
+        return self.true_positives + self.false_negatives
+
+    @property
+    def precision(self) -> float | None:
+        predicted = self.true_positives + self.false_positives
+        return self.true_positives / predicted if predicted else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.true_positives / self.support if self.support else None
+
+
+@dataclass
+class Report:
+    split: str
+    photos: int
+    concepts: list[ConceptFigures]
+    people_right: int
+    smiling_right: int
+    smiling_true_positives: int
+    smiling_predicted: int
+    smiling_actual: int
+    described: int
+    described_without_error: int
+    failures: list[Outcome] = field(default_factory=list)
+
+    def share(self, count: int) -> float:
+        return count / self.photos if self.photos else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "photos": self.photos,
+            "described": round(self.share(self.described), 3),
+            "described_without_error": round(self.share(self.described_without_error), 3),
+            "people_count": round(self.share(self.people_right), 3),
+            "smiling": round(self.share(self.smiling_right), 3),
+            "concepts": [
+                {"concept": c.concept, "said": c.said, "threshold": c.threshold, "support": c.support,
+                 "tp": c.true_positives, "fp": c.false_positives, "fn": c.false_negatives,
+                 "precision": _round(c.precision), "recall": _round(c.recall)}
+                for c in self.concepts
+            ],
+        }  # fmt: skip
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def report(vocabulary: Vocabulary, outcomes: Sequence[Outcome], split: str) -> Report:
+    chosen = [o for o in outcomes if split in ("all", o.photo.split)]
+    figures = {c.name: ConceptFigures(c.name, c.said, c.threshold) for c in vocabulary.concepts}
+    for item in chosen:  # each concept: true and false positives and misses, photo by photo
+        for name, concept in figures.items():
+            if name in item.ignored:
+                continue
+            held, said = name in item.truth, name in item.said
+            concept.true_positives += held and said
+            concept.false_positives += said and not held
+            concept.false_negatives += held and not said
+    scored = [c for c in figures.values() if c.support or c.false_positives]
+    scored.sort(key=lambda c: (-c.support, c.concept))
+    smiled = [o for o in chosen if o.smiling > 0]
+    return Report(
+        split=split,
+        photos=len(chosen),
+        concepts=scored,
+        people_right=sum(o.people_right for o in chosen),
+        smiling_right=sum(o.smiling_right for o in chosen),
+        smiling_true_positives=sum(o.photo.smiling > 0 for o in smiled),
+        smiling_predicted=len(smiled),
+        smiling_actual=sum(o.photo.smiling > 0 for o in chosen),
+        described=sum(o.described for o in chosen),
+        described_without_error=sum(o.described and not o.wrong for o in chosen),
+        failures=[o for o in chosen if not o.described or o.wrong],
+    )
+
+
+def format_report(result: Report, min_support: int = 0) -> str:
+    """The figures as text: totals first, then a row per concept (precision and recall)."""
+
+    def pct(value: float | None) -> str:
+        return "   -" if value is None else f"{value * 100:4.0f}"
+
+    lines = [
+        f"{result.split} part: {result.photos} photos",
+        f"  described correctly (a right concept, people count right): {result.described:4d}"
+        f"  {result.share(result.described):6.1%}",
+        f"  ... and nothing wrong named:                              {result.described_without_error:4d}"
+        f"  {result.share(result.described_without_error):6.1%}",
+        f"  people count right:                                       {result.people_right:4d}"
+        f"  {result.share(result.people_right):6.1%}",
+        f"  smiling right (said when someone smiles, else not):       {result.smiling_right:4d}"
+        f"  {result.share(result.smiling_right):6.1%}"
+        f"   ({result.smiling_true_positives} of {result.smiling_predicted} said right;"
+        f" {result.smiling_actual} photos with a smile)",
+        "",
+        f"  {'concept':<22} {'said':>4} {'thr':>5} {'photos':>6} {'tp':>4} {'fp':>4} {'fn':>4}"
+        f" {'prec%':>5} {'rec%':>5}",
+    ]
+    for c in result.concepts:
+        if c.support < min_support and not c.false_positives:
+            continue
+        lines.append(
+            f"  {c.concept:<22} {'yes' if c.said else 'no':>4} {c.threshold:5.2f} {c.support:6d}"
+            f" {c.true_positives:4d} {c.false_positives:4d} {c.false_negatives:4d}"
+            f" {pct(c.precision):>5} {pct(c.recall):>5}"
+        )
+    return "\n".join(lines)
+
+
+# --- calibration ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    concept: str
+    threshold: float
+    said: bool
+    positives: int
+    precision: float | None
+    recall: float | None
+    why: str
+
+
+def choose_thresholds(vocabulary: Vocabulary, outcomes: Sequence[Outcome]) -> list[Choice]:
+    """Each concept's threshold on the calibration part: the lowest that keeps precision >= 0.8.
+
+    Scores are the concepts' own evidence (before any threshold). A concept that has labelled
+    photos but reaches 0.8 at no threshold is not said. One with too few labelled photos keeps the
+    table's threshold, raised above any false alarm seen; it may only go lower on enough evidence.
+    """
+    calibration = [o for o in outcomes if o.photo.split == "calibration"]
+    choices = []
+    for concept in vocabulary.concepts:
+        scored = [(o.evidence.get(concept.name, 0.0), concept.name in o.truth)
+                  for o in calibration if concept.name not in o.ignored]  # fmt: skip
+        positives = sum(held for _, held in scored)
+        choices.append(_choose(concept.name, concept.threshold, concept.said, scored, positives))
+    return choices
+
+
+def _choose(
+    name: str, default: float, said: bool, scored: list[tuple[float, bool]], positives: int
+) -> Choice:
+    def at(threshold: float) -> tuple[int, int]:
+        tp = sum(1 for score, held in scored if score >= threshold and held)
+        fp = sum(1 for score, held in scored if score >= threshold and not held)
+        return tp, fp
+
+    def precise_from(threshold: float) -> bool:
+        """Precision >= target at this threshold and every higher one that predicts anything."""
+        for t in (g for g in THRESHOLD_GRID if g >= threshold):
+            tp, fp = at(t)
+            if tp + fp and tp / (tp + fp) < TARGET_PRECISION:
+                return False
+        return True
+
+    def figures(threshold: float) -> tuple[float | None, float | None]:
+        tp, fp = at(threshold)
+        return (tp / (tp + fp) if tp + fp else None), (tp / positives if positives else None)
+
+    if not said:
+        return Choice(name, default, False, positives, *figures(default), "not said by the table")
+    # Without enough labelled photos a threshold may rise (above false alarms) but never fall.
+    lowest = min(THRESHOLD_GRID) if positives >= MIN_POSITIVES_TO_LOWER else default
+    for threshold in sorted({*(t for t in THRESHOLD_GRID if t >= lowest), default}):
+        if precise_from(threshold) and (at(threshold)[0] or not positives):
+            if positives >= MIN_POSITIVES_TO_LOWER:
+                why = "calibrated"
+            elif positives:
+                why = f"only {positives} labelled: not lowered"
+            else:
+                why = "no labelled photo: " + (
+                    "raised above false alarms" if threshold > default else "as the table"
+                )
+            return Choice(name, threshold, True, positives, *figures(threshold), why)
+    return Choice(
+        name, default, False, positives, *figures(default), "precision below 0.8 at every threshold"
+    )
+
+
+PERSON_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)
+FACE_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)
+SMILE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def choose_people(
+    vocabulary: Vocabulary, photos: Sequence[LabelledPhoto], seen: Sequence[Observation]
+) -> dict[str, float]:
+    """Person, face and smile thresholds with the best accuracy on the calibration part.
+
+    People counts decide the first two; then, with those, smiling decides the third. Ties go to the
+    thresholds nearest the table's.
+    """
+    part = [(p, s) for p, s in zip(photos, seen, strict=True) if p.split == "calibration"]
+    rule = vocabulary.people
+
+    def accuracy(table: Vocabulary, right: str) -> int:
+        return sum(getattr(outcome(table, p, s), right) for p, s in part)
+
+    def people(pair: tuple[float, float]) -> Vocabulary:
+        return vocabulary.with_thresholds({"people": {"threshold": pair[0], "face_threshold": pair[1]}})
+
+    def people_key(pair: tuple[float, float]) -> tuple[int, float]:
+        distance = abs(pair[0] - rule.threshold) + abs(pair[1] - rule.face_threshold)
+        return accuracy(people(pair), "people_right"), -distance
+
+    best = max(((pt, ft) for pt in PERSON_GRID for ft in FACE_GRID), key=people_key)
+    counted = people(best)
+
+    def smile_key(threshold: float) -> tuple[int, float]:
+        table = counted.with_thresholds({"people": {"smiling_threshold": threshold}})
+        return accuracy(table, "smiling_right"), -abs(threshold - rule.smiling_threshold)
+
+    smile = max(SMILE_GRID, key=smile_key)
+    return {"threshold": best[0], "face_threshold": best[1], "smiling_threshold": smile}
+
+
+def thresholds_toml(choices: Sequence[Choice], people: dict[str, float], photos: int) -> str:
+    """The calibrated thresholds as edgetag/thresholds.toml (read by `Vocabulary.load`)."""
+    lines = [
+        "# Thresholds chosen on the calibration part of the labelled photos (eval/), written by",
+        "# `edgetag eval eval/labels --calibrate edgetag/thresholds.toml`. Do not edit by hand: relabel",
+        f"# and recalibrate. {photos} calibration photos; target precision {TARGET_PRECISION}.",
+        "# said = false: the concept reached that precision at no threshold; it stays in the JSON only.",
+        "",
+        "[people]",
+        *(f"{key} = {value}" for key, value in people.items()),
+        "",
+    ]
+    for choice in choices:
+        lines.append(f'[concept."{choice.concept}"]')
+        lines.append(f"threshold = {choice.threshold}")
+        if not choice.said:
+            lines.append("said = false")
+        precision = "-" if choice.precision is None else f"{choice.precision:.2f}"
+        recall = "-" if choice.recall is None else f"{choice.recall:.2f}"
+        lines.append(f"# {choice.why}; {choice.positives} labelled; precision {precision}, recall {recall}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""Measuring what edgetag says: labels, hierarchical scoring, threshold choice, and `edgetag eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgetag import evaluation
+from edgetag.cli import main
+from edgetag.errors import ConfigError
+from edgetag.evaluation import LabelledPhoto, choose_thresholds, outcomes, read_labels, report
+from edgetag.imaging import Photo
+from edgetag.models import Detection
+from edgetag.tagger import Observation
+from edgetag.vocabulary import Face, Vocabulary
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LABELS = ["beagle", "tabby", "seashore"]
+TABLE = {
+    "people": {"threshold": 0.5, "face_threshold": 0.6},
+    "concept": [
+        {"name": "animal", "group": "animal", "threshold": 0.5},
+        {"name": "dog", "parent": "animal", "threshold": 0.5, "classes": ["beagle"]},
+        {"name": "cat", "parent": "animal", "threshold": 0.5, "classes": ["tabby"]},
+        {"name": "outdoor", "group": "scene", "threshold": 0.5},
+        {"name": "beach", "parent": "outdoor", "threshold": 0.5, "classes": ["seashore"]},
+    ],
+}
+
+
+def table() -> Vocabulary:
+    vocabulary = Vocabulary.from_dict(TABLE, "test")
+    vocabulary.bind(LABELS)
+    return vocabulary
+
+
+def seen(beagle: float = 0.0, tabby: float = 0.0, seashore: float = 0.0, faces: int = 0) -> Observation:
+    photo = Photo("x.jpg", 10, 10, "JPEG", Image.new("RGB", (10, 10)))
+    boxes = tuple(Face(Detection("face", 0.9, (0.1 * i, 0.1, 0.1 * i + 0.05, 0.2))) for i in range(faces))
+    return Observation(photo, np.array([beagle, tabby, seashore], np.float32), (), boxes, {}, 0.0)
+
+
+def labelled(
+    concepts: set[str], split: str = "test", people: int = 0, ambiguous: set[str] | None = None
+) -> LabelledPhoto:
+    return LabelledPhoto(Path("x.jpg"), split, frozenset(concepts), frozenset(ambiguous or ()), people, 0)
+
+
+def test_truth_and_predictions_follow_the_tree() -> None:
+    vocabulary = table()
+    photos = [labelled({"dog"}), labelled({"cat", "beach"}), labelled({"beach"}, ambiguous={"dog"})]
+    observed = [
+        seen(beagle=0.3, tabby=0.3),  # neither kind is sure: says "animal", which is right
+        seen(tabby=0.9, beagle=0.6),  # says cat and dog: the dog is wrong
+        seen(seashore=0.9, beagle=0.7),  # the dog is ambiguous there: not scored either way
+    ]
+    result = report(vocabulary, outcomes(vocabulary, photos, observed), "test")
+    by_name = {c.concept: c for c in result.concepts}
+    assert (by_name["animal"].true_positives, by_name["animal"].false_positives) == (2, 0)
+    dog = by_name["dog"]
+    assert (dog.true_positives, dog.false_positives, dog.false_negatives) == (0, 1, 1)
+    assert (by_name["beach"].support, by_name["beach"].recall) == (2, 0.5)
+    assert by_name["outdoor"].precision == 1.0
+    assert result.described == 3 and result.described_without_error == 2
+    assert result.people_right == 3
+
+
+def test_a_person_count_that_is_wrong_fails_the_photo() -> None:
+    vocabulary = table()
+    result = report(
+        vocabulary, outcomes(vocabulary, [labelled({"dog"}, people=2)], [seen(beagle=0.9, faces=1)]), "test"
+    )
+    assert (result.people_right, result.described) == (0, 0)
+
+
+def test_only_the_chosen_part_is_reported() -> None:
+    vocabulary = table()
+    photos = [labelled({"dog"}, "calibration"), labelled({"cat"}, "test")]
+    result = report(vocabulary, outcomes(vocabulary, photos, [seen(beagle=0.9), seen(tabby=0.9)]), "test")
+    assert result.photos == 1 and {c.concept for c in result.concepts} == {"cat", "animal"}
+
+
+def test_thresholds_are_the_lowest_that_keep_precision_on_the_calibration_part() -> None:
+    vocabulary = table()
+    cases = [  # (beagle score, truly a dog)
+        (0.32, True), (0.42, True), (0.65, True), (0.9, True), (0.37, False), (0.2, False),
+    ]  # fmt: skip
+    photos = [labelled({"dog"} if dog else set(), "calibration") for _, dog in cases]
+    photos.append(labelled({"cat"}, "test"))  # the test part never moves a threshold
+    observed = [seen(beagle=score) for score, _ in cases] + [seen(beagle=0.95)]
+    choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
+    # At 0.3: 2 of 3 right (0.67); from 0.4 up: every prediction right.
+    assert choices["dog"].threshold == 0.4 and choices["dog"].said
+    assert choices["dog"].precision == 1.0 and choices["dog"].recall == 0.75
+
+
+def test_a_concept_that_is_never_precise_is_not_said_and_one_without_labels_only_rises() -> None:
+    vocabulary = table()
+    photos = [labelled({"cat"}, "calibration") for _ in range(3)] + [
+        labelled(set(), "calibration") for _ in range(3)
+    ]
+    observed = [seen(tabby=0.6, seashore=0.55) for _ in range(6)]  # a cat score everywhere; beach never true
+    choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
+    assert not choices["cat"].said and choices["cat"].precision == 0.5
+    assert choices["beach"].said and choices["beach"].threshold == 0.6  # above its false alarms at 0.55
+    assert choices["dog"].threshold == 0.5  # no evidence either way: the table's
+
+
+def test_bad_labels_name_the_file_and_line(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.jsonl"
+    for line, message in [
+        ('{"file": "a.jpg", "split": "train"}', "split 'train' is not one of"),
+        ('{"file": "a.jpg", "split": "test", "people": 1, "smiling": 2}', "2 smiling of 1 people"),
+        ('{"split": "test"}', "'file'"),
+        ("{not json", "Expecting property name"),
+    ]:
+        labels.write_text('{"file": "b.jpg", "split": "test"}\n' + line + "\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=rf"labels .*labels.jsonl, line 2: .*{message}"):
+            read_labels([labels])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no labels files"):
+        read_labels([tmp_path / "empty"])
+
+
+SAMPLE_LABELS: list[dict[str, object]] = [
+    {"file": "chelsea.jpg", "split": "test", "concepts": ["cat", "indoor"], "people": 0},
+    {"file": "two_people.jpg", "split": "test", "concepts": [], "people": 2, "smiling": 1},
+    {"file": "coffee.jpg", "split": "calibration", "concepts": ["coffee", "cup"], "people": 0},
+    {"file": "astronaut.jpg", "split": "calibration", "concepts": ["outdoor"], "people": 1, "smiling": 1},
+]
+
+
+def test_edgetag_eval_on_real_photos_reports_and_calibrates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(
+        "".join(json.dumps(e | {"file": str(SAMPLES / str(e["file"]))}) + "\n" for e in SAMPLE_LABELS)
+    )
+    assert main(["eval", str(labels), "--split", "all", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["photos"] == 4
+    cat = next(c for c in figures["concepts"] if c["concept"] == "cat")
+    assert (cat["tp"], cat["fp"], cat["precision"]) == (1, 0, 1.0)
+    assert figures["people_count"] == 1.0  # 0, 2, 0 and 1 people, as labelled
+
+    thresholds = tmp_path / "thresholds.toml"
+    assert main(["eval", str(labels), "--calibrate", str(thresholds)]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds chosen on 2 calibration photos" in out and "test part: 2 photos" in out
+    calibrated = Vocabulary.load(None, thresholds)
+    assert calibrated.people.threshold in evaluation.PERSON_GRID
+    assert {c.name for c in calibrated.concepts} == {c.name for c in Vocabulary.load().concepts}
