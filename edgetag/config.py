@@ -109,6 +109,8 @@ class ModelsConfig:
     """Photos with more pixels are refused before decoding (decompression bombs)."""
     max_file_mb: float = field(default=50.0, metadata=_above(0))
     """Larger files are refused unread; MB here is 1024 x 1024 bytes."""
+    max_decode_mb: float = field(default=192.0, metadata=_above(0))
+    """Photos that would take more memory to decode are refused from their header (MiB)."""
 
 
 @dataclass(frozen=True)
@@ -928,6 +930,7 @@ def image_limits(config: Config) -> ImageLimits:
     return ImageLimits(
         max_bytes=round(config.models.max_file_mb * 1024 * 1024),
         max_pixels=round(config.models.max_megapixels * 1_000_000),
+        max_decode_bytes=round(config.models.max_decode_mb * 1024 * 1024),
     )
 
 

@@ -43,6 +43,19 @@ class ImageLimits:
 
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = 50_000_000
+    max_decode_bytes: int = 192 * 1024 * 1024
+    """Memory a decode may take (estimated from the header): with the models, `edgetag tag` stays under
+    300 MB. JPEG is decoded at a reduced size, so only PNG and WebP reach it (about 12 MP of WebP)."""
+
+
+MAX_ASPECT_RATIO = 50
+"""Longer side over shorter side. Panoramas are under 10:1; a 1 x 50,000,000 PNG is a bomb (its
+millions of one-pixel rows cost Pillow far more than their pixels)."""
+
+# Peak memory of a decode per byte of decoded pixels, measured with Pillow 11-12: WebP goes through
+# libwebp's RGBA canvas and a Python copy of it; PNG and JPEG decode straight into the image, which
+# the whole-factor reduce then copies once more.
+_DECODE_OVERHEAD = {"JPEG": 2, "PNG": 2, "WebP": 4}
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,7 @@ def decode(data: bytes, name: str, working_side: int, limits: ImageLimits) -> Ph
         )
     try:
         image.draft("RGB", (working_side, working_side))  # JPEG only: DCT scaling while decoding
+        _check_decode_memory(image, photo_format, limits)
         image.load()
         decoded_size = image.size
         reduced = _shrink(image, working_side)
@@ -143,6 +157,29 @@ def decode(data: bytes, name: str, working_side: int, limits: ImageLimits) -> Ph
     if upright.size != reduced.size:  # rotated by 90 degrees: the photo as displayed is height x width
         width, height = height, width
     return Photo(name, width, height, photo_format, rgb, decoded_size)
+
+
+def _check_decode_memory(image: Image.Image, photo_format: str, limits: ImageLimits) -> None:
+    """Refuse, from the header alone, what would take more memory to decode than the budget allows.
+
+    The pixel limit is not enough: a 1.9 KB lossless WebP of 7000x7000 RGBA needs about 800 MB.
+    """
+    width, height = image.size  # after draft(): the size JPEG will really be decoded at
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise PhotoError(
+            "bad-aspect-ratio",
+            f"{width}x{height} pixels is over the {MAX_ASPECT_RATIO}:1 aspect ratio edgetag accepts",
+        )
+    mode = image.mode
+    bytes_per_pixel = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    estimate = width * height * bytes_per_pixel * _DECODE_OVERHEAD[photo_format]
+    if estimate > limits.max_decode_bytes:
+        raise PhotoError(
+            "too-much-memory",
+            f"decoding this {width}x{height} {mode} {photo_format} would take about "
+            f"{estimate / 2**20:,.0f} MB, over the {limits.max_decode_bytes / 2**20:,.0f} MB limit"
+            f" ({photo_format} cannot be decoded at a reduced size; models.max_decode_mb raises it)",
+        )
 
 
 def from_image(image: Image.Image, name: str, working_side: int) -> Photo:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import subprocess
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,7 @@ from PIL import Image
 
 from edgetag.errors import PhotoError
 from edgetag.imaging import ImageLimits, Placement, decode, fit, load_photo, read_photo_file
-from tests.conftest import SAMPLES, jpeg_bytes
+from tests.conftest import SAMPLES, jpeg_bytes, png_chunk
 
 WORKING_SIDE = 300
 LIMITS = ImageLimits()
@@ -196,3 +200,82 @@ def test_fit_modes_and_placement() -> None:
     # The whole letterboxed photo maps back onto the whole photo.
     inner = np.array([[0.0, 0.25, 1.0, 0.75]], dtype=np.float32)
     assert placement.to_photo(inner).tolist() == [[0.0, 0.0, 1.0, 1.0]]
+
+
+# --- decompression bombs: memory, not just pixels ---------------------------------------------------
+
+
+def png_of(width: int, height: int, colour_type: int, bands: int) -> bytes:
+    """A valid 8-bit PNG of black pixels, written row by row: a few hundred KB however large."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (width * bands + 1)  # filter byte + pixels
+    rows_per_part = max(1, 4_000_000 // len(row))
+    parts = []
+    for start in range(0, height, rows_per_part):
+        parts.append(compressor.compress(row * min(rows_per_part, height - start)))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", b"".join(parts))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="session")
+def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The shapes of issue 11: each a small file that decodes to hundreds of MB or more."""
+    folder = tmp_path_factory.mktemp("bombs")
+    files = {
+        "lossless-rgba.webp": encode(Image.new("RGBA", (7000, 7000)), "WEBP", lossless=True),  # 1.9 KB
+        "tall.png": png_of(1, 50_000_000, 0, 1),  # 97 KB
+        "rgba-49mp.png": png_of(7000, 7000, 6, 4),  # 190 KB
+        "48mp.webp": encode(Image.new("RGB", (8000, 6000), "olive"), "WEBP", quality=80),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: folder / name for name in files}
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("lossless-rgba.webp", "too-much-memory"),
+        ("tall.png", "bad-aspect-ratio"),
+        ("rgba-49mp.png", "too-much-memory"),
+        ("48mp.webp", "too-much-memory"),
+    ],
+)
+def test_decompression_bombs_are_refused_from_their_header(
+    bombs: dict[str, Path], name: str, reason: str
+) -> None:
+    with pytest.raises(PhotoError) as error:
+        load_photo(bombs[name], WORKING_SIDE, LIMITS)
+    assert error.value.reason == reason
+    assert "MB, over the 192 MB limit" in str(error.value) or "aspect ratio" in str(error.value)
+
+
+# A fresh interpreter starts the command and prints its peak RSS: measured from the test process
+# itself, the child's figure would include the test process's own memory (vfork shares it until exec).
+PEAK_RSS = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stderr)
+"""
+
+
+def test_edgetag_tag_stays_under_300_mb_on_every_bomb(bombs: dict[str, Path]) -> None:
+    """The whole command, models included, measured by the kernel (the child's peak RSS)."""
+    command = [sys.executable, "-m", "edgetag", "tag", *map(str, bombs.values()), str(SAMPLES / "coffee.jpg")]
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *command], check=False, capture_output=True, text=True, timeout=120
+    )
+    messages, last = done.stderr.rstrip().rsplit("\n", 1)
+    exit_code, peak_kib = map(int, last.split())
+    assert exit_code == 1, messages
+    assert "coffee.jpg: Image may contain: coffee" in done.stdout, "the good photo is still tagged"
+    for name in bombs:
+        assert f"{name}: decoding this" in messages or f"{name}: 1x50000000" in messages, messages
+    assert peak_kib / 1024 < 300, f"peak RSS {peak_kib / 1024:.0f} MB"
