@@ -309,6 +309,9 @@ class Daemon:
         )
         self.link.heartbeats = self.heartbeats
         self.link.on_problem = lambda reason, message: self.pipeline.report_error("mqtt", reason, message)
+        self.link.on_set_aside = lambda message_id, why: self.pipeline.report_error(
+            "mqtt", "unpublishable", f"message {message_id} set aside, the broker cannot take it: {why}"
+        )
         self.pipeline.stored.append(self.link.outbox_changed)
         self.pipeline.listeners.append(self._publish_state)
         self.hooks = Hooks(config.hooks, self._publish_for_hook)

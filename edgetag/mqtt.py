@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgetag.outbox import Outbox, OutboxMessage
-from edgetag.topics import Topics
+from edgetag.topics import Topics, topic_problem
 from edgetag.watchdog import Heartbeats
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class _Connection:
     audit_ok: bool = True
     unread: bool = True  # the outbox may hold messages this connection has not read yet
     awaiting_ack: dict[int, _InFlight] = field(default_factory=dict)  # by mid: those a PUBACK confirms
+    max_packet_bytes: int | None = None  # the broker's Maximum Packet Size (MQTT v5 CONNACK)
 
 
 class MqttLink:
@@ -151,6 +152,8 @@ class MqttLink:
         """The publisher beats here every turn of its loop, for the watchdog."""
         self.on_problem: Callable[[str, str], None] | None = None
         """Told of each new connection problem as (reason, message); the daemon stores an error event."""
+        self.on_set_aside: Callable[[str, str], None] | None = None
+        """Told of each message the broker can never take, as (message id, why); it is set aside."""
 
     # --- what the rest of edgetag uses -----------------------------------------------------------
 
@@ -335,6 +338,7 @@ class MqttLink:
             connection.connected.set()
             return
         log.info("MQTT connected to %s as %s", self._address, self.settings.client_id)
+        connection.max_packet_bytes = getattr(_props, "MaximumPacketSize", None)
         with self._lock:
             subscriptions = list(self._subscriptions)
             retained = dict(self._retained)
@@ -453,15 +457,27 @@ class MqttLink:
             connection.unread = True  # there may be more than there was room for
         for stored in batch:
             message = stored.message
+            properties = _publish_properties(message, self.settings.protocol)
+            if problem := _unsendable(message, properties, connection.max_packet_bytes):
+                self._set_aside(message, problem)
+                connection.sent_seq = stored.seq
+                continue
             entry = _InFlight(
                 stored.seq, connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic)
             )
             with self._wake:  # registered before publishing: the echo can arrive before publish() returns
                 connection.in_flight[message.id] = entry
-            info = connection.client.publish(
-                message.topic, message.payload, qos=message.qos, retain=message.retain,
-                properties=_publish_properties(message, self.settings.protocol),
-            )  # fmt: skip
+            try:
+                info = connection.client.publish(
+                    message.topic, message.payload, qos=message.qos, retain=message.retain,
+                    properties=properties,
+                )  # fmt: skip
+            except (ValueError, TypeError, UnicodeError) as error:  # paho refuses it: it never will take it
+                with self._wake:
+                    connection.in_flight.pop(message.id, None)
+                self._set_aside(message, f"the MQTT client refused it: {error}")
+                connection.sent_seq = stored.seq
+                continue
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with self._wake:
                     connection.in_flight.pop(message.id, None)
@@ -473,6 +489,13 @@ class MqttLink:
                     connection.awaiting_ack[info.mid] = entry
             connection.sent_seq = stored.seq
         self._settle(connection)
+
+    def _set_aside(self, message: OutboxMessage, problem: str) -> None:
+        """One message that can never be sent must not stop the ones behind it."""
+        log.error("MQTT: cannot publish %s to %r: %s; set it aside", message.id, message.topic, problem)
+        self.outbox.set_aside(message.id, problem)
+        if self.on_set_aside is not None:
+            self.on_set_aside(message.id, problem)
 
     def _write_confirmed(self) -> None:
         """Mark what came back as delivered, many at a time (one disk sync per batch)."""
@@ -528,6 +551,23 @@ def _incoming(message: paho.MQTTMessage) -> Incoming:
         message.topic, bytes(message.payload), message.qos, bool(message.retain),
         str(response) if response else None, bytes(correlation) if correlation else None,
     )  # fmt: skip
+
+
+def _unsendable(message: OutboxMessage, properties: Properties | None, max_packet: int | None) -> str | None:
+    """Why the broker could never take this message (bad topic, bigger than its packets), or None."""
+    if problem := topic_problem(message.topic):
+        return problem
+    if max_packet is not None:
+        size = _packet_bytes(message, properties)
+        if size > max_packet:
+            return f"it is {size:,} bytes as a packet, over the broker's maximum packet size {max_packet:,}"
+    return None
+
+
+def _packet_bytes(message: OutboxMessage, properties: Properties | None) -> int:
+    """A PUBLISH packet's size, rounded up: fixed header, topic, packet id, properties, payload."""
+    encoded = properties.pack() if properties is not None else b""  # type: ignore[no-untyped-call]
+    return 5 + 2 + len(message.topic.encode()) + 2 + len(encoded) + len(message.payload)
 
 
 def _publish_properties(message: OutboxMessage, protocol: str) -> Properties | None:

@@ -19,6 +19,24 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 """Device and source names: they appear in topics and Home Assistant ids, so no spaces or wildcards."""
 
 
+MAX_TOPIC_BYTES = 65535
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why `topic` cannot be published to (MQTT's rules, and no `$` broker topics), or None."""
+    if not topic:
+        return "the topic is empty"
+    if "\0" in topic:
+        return "the topic contains a NUL character"
+    if "+" in topic or "#" in topic:
+        return f"the topic {topic!r} contains a wildcard (+ or #)"
+    if topic.startswith("$"):
+        return f"the topic {topic!r} is a broker topic (starts with $)"
+    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        return f"the topic is longer than {MAX_TOPIC_BYTES} bytes"
+    return None
+
+
 def slug(text: str) -> str:
     """A concept as a topic level and an id part: "teddy bear" -> "teddy_bear"."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
@@ -52,6 +70,10 @@ class Topics:
     @property
     def all_events(self) -> str:
         return f"{self.base}/events/+"
+
+    def owns(self, topic: str) -> bool:
+        """True for this device's own topics: nobody else may make edgetag publish there."""
+        return topic == self.base or topic.startswith(f"{self.base}/")
 
     def events(self, source: str) -> str:
         return f"{self.base}/events/{source}"

@@ -528,3 +528,24 @@ def test_retained_state_and_discovery_come_back_after_a_broker_loses_everything(
     assert by_topic["edgetag/pi/availability"].payload == b"online"
     assert any(t.startswith("homeassistant/binary_sensor/") for t in by_topic)
     assert all(m.retain for m in by_topic.values() if not m.topic.startswith("edgetag/pi/sync"))
+
+
+@pytest.mark.parametrize("response_topic", ["replies/#", "+", "edgetag/pi/events/inbox", "$SYS/x"])
+def test_a_request_may_not_choose_a_wildcard_or_edgetags_own_topic_as_reply(
+    broker: Broker, start_daemon: Any, response_topic: str
+) -> None:
+    """Regression (issue 11, item 1): a reply to `replies/#` killed publishing for good, across restarts."""
+    daemon = start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/+/jpeg"}])
+    published = Subscriber(broker, "edgetag/pi/#")
+    requester = broker.client("requester", mqtt.MQTTv5)
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ResponseTopic = response_topic
+    requester.publish("cams/a/jpeg", (SAMPLES / "chelsea.jpg").read_bytes(), qos=1, properties=properties)
+    requester.publish("cams/b/jpeg", (SAMPLES / "coffee.jpg").read_bytes(), qos=1)
+    tagged = wait_events(published, 2, topic="edgetag/pi/events/cams", timeout=60)
+    assert sorted(e["photo"]["name"] for e in tagged) == ["cams/a/jpeg", "cams/b/jpeg"]
+    (error,) = wait_events(published, 1, topic="edgetag/pi/errors", timeout=10)
+    assert error["reason"] == "bad-response-topic"
+    time.sleep(1.0)
+    assert len(events(published, "edgetag/pi/events/cams")) == 2, "no reply lands on edgetag's own topics"
+    assert daemon.alive

@@ -119,3 +119,48 @@ def test_an_echo_that_never_comes_falls_back_to_the_acknowledgement(
     finally:
         link.stop()
     assert "never came back; is edgetag allowed to read its own topics?" in caplog.text
+
+
+@pytest.mark.parametrize("topic", ["replies/#", "+", "replies/\0x", "$SYS/x", ""])
+def test_a_message_that_cannot_be_published_is_set_aside_and_the_rest_flows(
+    broker: Broker, outbox: Outbox, topic: str
+) -> None:
+    """Regression (issue 11, item 1): a reply to `replies/#` raised in paho, killed the publisher, and
+    stayed first in the outbox, so nothing was ever delivered again."""
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    outbox.add(OutboxMessage("poison:reply", topic, b"{}"))
+    outbox.add_many([event(n) for n in range(3)])
+    told: list[tuple[str, str]] = []
+    link = link_for(broker, outbox)
+    link.on_set_aside = lambda message_id, why: told.append((message_id, why))
+    link.start()
+    try:
+        assert link.flush(timeout=30), f"stalled with {outbox.stats().pending} messages in the outbox"
+        assert [m.json()["n"] for m in subscriber.wait_count(3, timeout=10)] == [0, 1, 2]
+        assert outbox.stats().set_aside == 1
+        assert [message_id for message_id, _ in told] == ["poison:reply"]
+        assert outbox.is_known("poison:reply"), "set aside, not forgotten: it is not tagged again"
+    finally:
+        link.stop()
+
+
+def test_a_message_over_the_brokers_maximum_packet_size_is_set_aside(
+    broker_factory: Any, outbox: Outbox
+) -> None:
+    """Issue 11, item 8: with `max_packet_size 1024` the daemon reconnected forever and nothing flowed."""
+    broker = broker_factory(extra_config="max_packet_size 1024\n")
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    big = json.dumps({"id": "big", "pad": "x" * 5000}).encode()
+    outbox.add(OutboxMessage("big", TOPICS.events("cam"), big))
+    outbox.add_many([event(n) for n in range(3)])
+    told: list[str] = []
+    link = link_for(broker, outbox)
+    link.on_set_aside = lambda message_id, why: told.append(why)
+    link.start()
+    try:
+        assert link.flush(timeout=30), f"stalled with {outbox.stats().pending} messages in the outbox"
+        assert [m.json()["n"] for m in subscriber.wait_count(3, timeout=10)] == [0, 1, 2]
+        assert len(told) == 1 and "maximum packet size 1,024" in told[0]
+        assert link.status.connections == 1, "no reconnect loop"
+    finally:
+        link.stop()

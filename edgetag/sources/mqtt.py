@@ -18,6 +18,7 @@ from edgetag.errors import PhotoError
 from edgetag.events import event_id
 from edgetag.mqtt import Ack, Incoming, MqttLink
 from edgetag.sources.base import Outcome, PhotoJob, ReplyTo, ReportError, Submit
+from edgetag.topics import topic_problem
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,12 @@ class MqttSource:
         self.name = config.name
         self._link = link
         self._submit: Submit | None = None
+        self._report_error: ReportError | None = None
         self._stopping = threading.Event()
 
     def start(self, submit: Submit, report_error: ReportError) -> None:
         self._submit = submit
+        self._report_error = report_error
         self._link.subscribe(self.config.topic, self.config.qos, self._handle, self.config.share_group)
 
     def stop(self) -> None:
@@ -42,18 +45,36 @@ class MqttSource:
             return True  # not acknowledged: the broker delivers it again after the restart
         digest = hashlib.sha256(message.payload).hexdigest()
         correlation = message.correlation_data or b""
+        reply_to = self._reply_to(message)
         job = PhotoJob(
             source=self.name,
             name=message.topic,
             id=event_id(self.name, message.topic, digest, correlation),
             read=functools.partial(self._payload, message.payload),
-            reply_to=ReplyTo(message.response_topic, message.correlation_data)
-            if message.response_topic
-            else None,
+            reply_to=reply_to,
             on_finish=functools.partial(_ack_unless_abandoned, ack),
         )
         self._submit(job)  # may wait while the pipeline is full; the broker holds the rest
         return True
+
+    def _reply_to(self, message: Incoming) -> ReplyTo | None:
+        """Where to answer, if the requester may choose it; else the photo is tagged without a reply.
+
+        A requester must not make edgetag publish to a wildcard, a broker ($) topic or its own topics.
+        """
+        topic = message.response_topic
+        if topic is None:
+            return None
+        problem = topic_problem(topic)
+        if problem is None and self._link.topics.owns(topic):
+            problem = f"the topic {topic!r} is one of edgetag's own"
+        if problem is None:
+            return ReplyTo(topic, message.correlation_data)
+        text = f"request on {message.topic}: response topic refused ({problem}); tagged without a reply"
+        log.warning("%s", text)
+        if self._report_error is not None:
+            self._report_error(self.name, "bad-response-topic", text)
+        return None
 
     def _payload(self, payload: bytes) -> bytes:
         if len(payload) > self.config.max_bytes:
