@@ -50,6 +50,7 @@ from edgetag.sources.camera import CameraFactory, CameraSource, open_picamera2
 from edgetag.sources.folder import FolderSource, FolderState
 from edgetag.sources.mqtt import MqttSource
 from edgetag.stats import Stats
+from edgetag.supervise import start_supervised
 from edgetag.system import cpu_temperature_c, throttling
 from edgetag.tagger import PreparedPhoto, Tagger
 from edgetag.topics import Topics
@@ -327,8 +328,8 @@ class Daemon:
         for source in self._sources:  # before connecting: `online` must mean "subscribed to every source"
             source.start(self.pipeline.submit, self.pipeline.report_error)
         self.link.start()
-        threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
-        threading.Thread(target=self._prune_loop, name="prune", daemon=True).start()
+        start_supervised("stats", self._stats_turn, self._stopping)
+        start_supervised("prune", self._prune_turn, self._stopping)
         broker = f"{self.link.settings.host}:{self.link.settings.port}"
         log.info(
             "edgetag %s running as %s: %d source(s), state in %s, broker %s",
@@ -339,7 +340,7 @@ class Daemon:
             self._watchdog.start()
         self.notifier.ready(f"tagging: {len(self._sources)} source(s), connecting to the broker at {broker}")
         if self.notifier.enabled:
-            threading.Thread(target=self._status_loop, name="status", daemon=True).start()
+            start_supervised("status", self._status_turn, self._stopping)
 
     def _lock_state_dir(self, folder: Path) -> None:
         """One daemon per state folder: two would publish every event of one outbox twice."""
@@ -449,12 +450,12 @@ class Daemon:
             f"{self.pipeline.depth()} in progress, {outbox} waiting for the broker; MQTT {broker}"
         )
 
-    def _status_loop(self) -> None:
-        while not self._stopping.wait(STATUS_SECONDS):
+    def _status_turn(self) -> None:
+        if not self._stopping.wait(STATUS_SECONDS):
             self.notifier.status(self.status_line())
 
-    def _stats_loop(self) -> None:
-        while not self._stopping.wait(self.config.stats.interval_seconds):
+    def _stats_turn(self) -> None:
+        if not self._stopping.wait(self.config.stats.interval_seconds):
             self.link.publish_now(self.topics.stats, json.dumps(self.stats_snapshot()).encode())
 
     def stats_snapshot(self) -> dict[str, Any]:
@@ -471,14 +472,11 @@ class Daemon:
             cameras={s.name: s.present for s in self._sources if isinstance(s, CameraSource)},
         )
 
-    def _prune_loop(self) -> None:
-        while not self._stopping.wait(600):
-            if dropped := self.outbox.prune():
-                log.warning(
-                    "outbox: dropped %d events older than %.0f hours",
-                    dropped,
-                    self.config.outbox.max_age_hours,
-                )
+    def _prune_turn(self) -> None:
+        if not self._stopping.wait(600) and (dropped := self.outbox.prune()):
+            log.warning(
+                "outbox: dropped %d events older than %.0f hours", dropped, self.config.outbox.max_age_hours
+            )
 
     # --- stop ----------------------------------------------------------------------------------------
 

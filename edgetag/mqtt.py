@@ -39,6 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgetag.outbox import Outbox, OutboxMessage
+from edgetag.supervise import start_supervised
 from edgetag.topics import Topics, topic_problem
 from edgetag.watchdog import Heartbeats
 
@@ -48,6 +49,10 @@ MAX_IN_FLIGHT = 10
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 16
 CONNACK_TIMEOUT = 10.0
+STABLE_SECONDS = 30.0
+"""A connection that lasted less was not a success: the backoff keeps growing (a broker that drops us
+right after CONNACK, a second daemon with our client id, must not cause a reconnect storm)."""
+FLAPS_BEFORE_HINT = 3
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class _Connection:
     connected: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
     refusal: str | None = None
+    drop_reason: str | None = None  # why the broker or the network ended it
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
     in_flight: dict[str, _InFlight] = field(default_factory=dict)  # by message id
     sent_seq: int = 0
@@ -148,6 +154,8 @@ class MqttLink:
         self._audit_filters = (topics.all_events, topics.errors)
         self._confirmed: list[str] = []  # echoed ids not yet marked delivered in the outbox
         self._reported_error: str | None = None
+        self._delay = settings.reconnect_min_seconds
+        self._short_connections = 0  # in a row: connected, then dropped within STABLE_SECONDS
         self.heartbeats: Heartbeats | None = None
         """The publisher beats here every turn of its loop, for the watchdog."""
         self.on_problem: Callable[[str, str], None] | None = None
@@ -192,10 +200,8 @@ class MqttLink:
             self._wake.notify_all()
 
     def start(self) -> None:
-        for target, name in ((self._connect_loop, "mqtt-connect"), (self._publish_loop, "mqtt-publish")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for turn, name in ((self._connect_turn, "mqtt-connect"), (self._publish_turn, "mqtt-publish")):
+            self._threads.append(start_supervised(name, turn, self._stopping, self.heartbeats))
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (everything delivered) or the timeout passes."""
@@ -223,25 +229,64 @@ class MqttLink:
             thread.join(timeout=5.0)
         if self.heartbeats is not None:
             self.heartbeats.forget("mqtt-publish")
+            self.heartbeats.forget("mqtt-connect")
         if connection:
             connection.client.loop_stop()
         self._write_confirmed()  # echoes that arrived during the last moments
 
     # --- connecting ------------------------------------------------------------------------------
 
-    def _connect_loop(self) -> None:
-        delay = self.settings.reconnect_min_seconds
-        while not self._stopping.is_set():
-            problem = self._connect_once()
-            if self._stopping.is_set():
-                return
-            if problem is None:  # was connected; the connection has ended
-                delay = self.settings.reconnect_min_seconds
-                log.warning("MQTT connection to %s lost; reconnecting", self._address)
-            else:
-                self._report_problem(problem, delay)
-                delay = min(delay * 2, self.settings.reconnect_max_seconds)
-            self._stopping.wait(delay if problem else self.settings.reconnect_min_seconds)
+    def _connect_turn(self) -> None:
+        """Connect, stay connected while it lasts, then wait the backoff (kept across short connections)."""
+        started = time.monotonic()
+        problem = self._connect_once()
+        if self._stopping.is_set():
+            return
+        if problem is None:  # was connected; the connection has ended
+            self._connection_lost(time.monotonic() - started)
+        else:
+            self._report_problem(problem, self._delay)
+        wait = self._delay
+        if problem is not None or self._short_connections:
+            self._delay = min(self._delay * 2, self.settings.reconnect_max_seconds)
+        self._pause(self._stopping, wait)
+
+    def _connection_lost(self, lasted: float) -> None:
+        connection = self._connection
+        reason = connection.drop_reason if connection else None
+        hint = ""
+        if lasted >= STABLE_SECONDS:
+            self._short_connections = 0
+            self._delay = self.settings.reconnect_min_seconds
+        else:
+            self._short_connections += 1
+        if reason and "session taken over" in reason.lower():
+            hint = (
+                f"; another client connected with our client id {self.settings.client_id!r}: give each "
+                "edgetag its own mqtt.client_id (two daemons with one id push each other off)"
+            )
+        elif self._short_connections >= FLAPS_BEFORE_HINT:
+            hint = (
+                f"; {self._short_connections} connections in a row ended within {STABLE_SECONDS:.0f} s: is "
+                f"another client using our client id {self.settings.client_id!r}, or does the broker refuse "
+                "what we publish (its log says why)?"
+            )
+        log.warning(
+            "MQTT connection to %s lost (%s)%s; reconnecting in %.1f s",
+            self._address, reason or "no reason given", hint, self._delay,
+        )  # fmt: skip
+
+    def _pause(self, event: threading.Event, seconds: float) -> bool:
+        """Wait for `event` up to `seconds`, beating every second for the watchdog; True if it is set."""
+        deadline = time.monotonic() + seconds
+        while not event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.heartbeats is not None:
+                self.heartbeats.beat("mqtt-connect")
+            event.wait(min(left, 1.0))
+        return True
 
     def _connect_once(self) -> str | None:
         """One connection attempt; returns why it failed, or None once a connection has come and gone."""
@@ -257,13 +302,14 @@ class MqttLink:
         except (OSError, ValueError) as error:
             return describe_connect_error(error, self.settings)
         client.loop_start()
-        if not connection.connected.wait(CONNACK_TIMEOUT) or connection.refusal:
+        if not self._pause(connection.connected, CONNACK_TIMEOUT) or connection.refusal:
             client.loop_stop()
             client.disconnect()
             return connection.refusal or f"no answer from {self._address} within {CONNACK_TIMEOUT:.0f} s"
         self._reported_error = None
         self.status.last_error = None
-        connection.closed.wait()
+        while not self._pause(connection.closed, 3600):
+            pass
         client.loop_stop()
         return None
 
@@ -358,12 +404,11 @@ class MqttLink:
         connection = self._current(client)
         if connection is None:
             return
+        connection.drop_reason = str(reason) if reason is not None else None
         self.status.connected = self.status.synced = False
         connection.closed.set()
         with self._wake:
             self._wake.notify_all()
-        if not self._stopping.is_set() and connection.connected.is_set() and not connection.refusal:
-            log.debug("MQTT disconnected: %s", reason)
 
     def _handle_subscribe(
         self, client: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -431,19 +476,17 @@ class MqttLink:
 
     # --- publishing the outbox (its own thread) -----------------------------------------------------
 
-    def _publish_loop(self) -> None:
-        while not self._stopping.is_set():
-            if self.heartbeats is not None:
-                self.heartbeats.beat("mqtt-publish")
-            with self._wake:
-                self._wake.wait(0.5)
-            self._write_confirmed()
-            connection = self._connection
-            if connection is None or not (connection.connected.is_set() and self.status.synced):
-                continue
-            if connection.closed.is_set():
-                continue
-            self._publish_pending(connection)
+    def _publish_turn(self) -> None:
+        """One turn of the publisher (start_supervised beats and repeats it)."""
+        with self._wake:
+            self._wake.wait(0.5)
+        self._write_confirmed()
+        connection = self._connection
+        if connection is None or not (connection.connected.is_set() and self.status.synced):
+            return
+        if connection.closed.is_set():
+            return
+        self._publish_pending(connection)
 
     def _publish_pending(self, connection: _Connection) -> None:
         self._settle(connection)
@@ -501,8 +544,14 @@ class MqttLink:
         """Mark what came back as delivered, many at a time (one disk sync per batch)."""
         with self._wake:
             confirmed, self._confirmed = self._confirmed, []
-        if confirmed:
+        if not confirmed:
+            return
+        try:
             self.outbox.delivered_many(confirmed)
+        except Exception:  # a full disk: keep them for the next try, or they would be published again
+            with self._wake:
+                self._confirmed[:0] = confirmed
+            raise
 
     def _settle(self, connection: _Connection) -> None:
         """Confirm what came back, and what was acknowledged and is not echoed (or never came back)."""
@@ -525,8 +574,8 @@ class MqttLink:
                 connection.awaiting_ack.pop(entry.info.mid, None)
                 settled.append(message_id)
             self.status.in_flight = len(connection.in_flight)
-        if settled:
-            self.outbox.delivered_many(settled)
+            self._confirmed.extend(settled)
+        self._write_confirmed()
 
     def _is_echoed(self, topic: str) -> bool:
         return any(paho.topic_matches_sub(f, topic) for f in self._audit_filters)

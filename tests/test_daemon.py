@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -548,4 +550,56 @@ def test_a_request_may_not_choose_a_wildcard_or_edgetags_own_topic_as_reply(
     assert error["reason"] == "bad-response-topic"
     time.sleep(1.0)
     assert len(events(published, "edgetag/pi/events/cams")) == 2, "no reply lands on edgetag's own topics"
+    assert daemon.alive
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs, to fill up (root only: mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte; the file to delete to free it again."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                out.write(b"\0")
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_during_a_broker_outage_does_not_stop_reconnecting(
+    broker_factory: BrokerFactory, tmp_path: Path, small_disk: Path, start_daemon: Any
+) -> None:
+    """Regression (issue 11, item 5): storing the broker-unreachable event raised OutboxError and killed
+    mqtt-connect; after space and broker came back, nothing reconnected and no event was published."""
+    broker = broker_factory(persistence=True)
+    inbox = tmp_path / "inbox"
+    daemon = start_daemon(broker, state=small_disk / "state", sources=[folder_source(inbox)])
+    filler = fill(small_disk)
+    broker.stop()
+    daemon.wait_log("cannot connect", timeout=30)
+    time.sleep(2.0)  # several connect attempts on a full disk
+    filler.unlink()
+    broker.start()
+    subscriber = Subscriber(broker, EVENT)
+    drop(inbox, "chelsea.jpg")
+    (event,) = wait_events(subscriber, 1, timeout=60)
+    assert event["photo"]["name"] == "chelsea.jpg"
     assert daemon.alive
