@@ -37,6 +37,21 @@ def topic_problem(topic: str) -> str | None:
     return None
 
 
+def filter_problem(topic_filter: str) -> str | None:
+    """Why `topic_filter` is not a valid MQTT subscription filter, or None (paho dies on invalid ones)."""
+    if not topic_filter:
+        return "the filter is empty"
+    if "\0" in topic_filter:
+        return "the filter contains a NUL character"
+    levels = topic_filter.split("/")
+    for number, level in enumerate(levels, start=1):
+        if "#" in level and (level != "#" or number != len(levels)):
+            return f'{topic_filter!r}: "#" is allowed only as the last level, alone (a/b/#)'
+        if "+" in level and level != "+":
+            return f'{topic_filter!r}: "+" must be a whole level (a/+/b), not part of one'
+    return None
+
+
 def slug(text: str) -> str:
     """A concept as a topic level and an id part: "teddy bear" -> "teddy_bear"."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
