@@ -65,6 +65,8 @@ DESCRIBED_QUEUE = 4
 DRAIN_SECONDS = 20.0
 FLUSH_SECONDS = 5.0
 STATUS_SECONDS = 15.0
+DISCOVERY_MIN_SECONDS = 30.0
+"""Home Assistant's `online` re-sends discovery at most this often: anyone may publish `online`."""
 
 
 @dataclass
@@ -254,6 +256,42 @@ class Pipeline:
             callback()
 
 
+class _Throttle:
+    """Calls `action` at once, then at most once per `seconds`: a burst of requests costs two calls
+    (the first, and one at the end of the quiet time so the last request is still answered)."""
+
+    def __init__(self, action: Callable[[], None], seconds: float) -> None:
+        self.action, self.seconds = action, seconds
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+        self._timer: threading.Timer | None = None
+
+    def request(self) -> None:
+        with self._lock:
+            wait = self._last + self.seconds - time.monotonic()
+            if wait <= 0:
+                self._last = time.monotonic()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._trailing)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            else:
+                return  # the trailing call is already planned
+        self.action()
+
+    def _trailing(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self.action()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
+
 def _drain(source: queue.Queue[Any]) -> list[Any]:
     items = []
     while True:
@@ -286,6 +324,7 @@ class Daemon:
         self._sources: list[Source] = []
         self._concepts_seen: dict[str, dict[str, int]] = {}
         self._ha_concepts = list(config.homeassistant.concepts)
+        self._discovery = _Throttle(self._rediscover, DISCOVERY_MIN_SECONDS)
 
     # --- start ---------------------------------------------------------------------------------------
 
@@ -433,10 +472,13 @@ class Daemon:
         ):
             self.link.publish_retained(message.topic, message.payload.encode())
 
+    def _rediscover(self) -> None:
+        log.info("Home Assistant is online: sending discovery again")
+        self._publish_discovery()
+
     def _homeassistant_status(self, message: Incoming, _ack: Ack) -> bool:
         if status_is_online(message.payload):
-            log.info("Home Assistant is online: sending discovery again")
-            self._publish_discovery()
+            self._discovery.request()
         return False
 
     def status_line(self) -> str:
@@ -499,6 +541,7 @@ class Daemon:
         if not self.link.flush(FLUSH_SECONDS):
             log.info("stopping: %d event(s) wait in the outbox for the broker", self.outbox.stats().pending)
         self.hooks.stop()
+        self._discovery.cancel()
         self.link.stop()
         if self._watchdog is not None:
             self._watchdog.stop()

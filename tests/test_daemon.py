@@ -247,7 +247,7 @@ def test_a_broker_restart_mid_stream_loses_no_event(
     subscriber.wait_until(lambda: len(set(names(events(subscriber)))) >= 24, timeout=120)
     assert sorted(set(names(events(subscriber)))) == [f"{i:03d}.jpg" for i in range(24)]
     assert daemon.alive
-    assert "MQTT connection to" in daemon.log() and "lost; reconnecting" in daemon.log()
+    assert "MQTT connection to" in daemon.log() and "; reconnecting in" in daemon.log()
 
 
 def test_the_daemon_killed_mid_stream_loses_nothing_and_publishes_nothing_twice(
@@ -469,6 +469,23 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker
     broker.client("home-assistant").publish("homeassistant/status", b"online", qos=1)
     configs.wait_until(lambda: len(configs.messages) >= 2 * first, timeout=20)
     assert {m.topic for m in configs.messages[first:]} == topics
+
+
+def test_a_flood_of_online_messages_does_not_flood_discovery(broker: Broker, start_daemon: Any) -> None:
+    """Regression (issue 11, item 19): 2,000 fake `online` messages re-sent 13,135 discovery messages."""
+    configs = Subscriber(broker, "homeassistant/+/+/+/config")
+    start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/jpeg"}],
+                 homeassistant={"concepts": ["person", "dog"]})  # fmt: skip
+    configs.wait_until(lambda: len(configs.messages) >= 4)
+    time.sleep(0.5)
+    first = len(configs.messages)
+    flooder = broker.client("flooder")
+    for _ in range(300):
+        flooder.publish("homeassistant/status", b"online", qos=1)
+    configs.wait_until(lambda: len(configs.messages) >= 2 * first, timeout=20)  # the first is answered
+    time.sleep(4.0)
+    rounds = len(configs.messages) / first - 1
+    assert rounds <= 2, f"{rounds:.0f} discovery rounds for one burst of online messages"
 
 
 def test_stats_are_published(broker: Broker, start_daemon: Any) -> None:
