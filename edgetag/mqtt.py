@@ -114,6 +114,7 @@ class _InFlight:
 
     seq: int
     echoed: bool  # confirmed by seeing it come back; else by the broker's acknowledgement
+    payload: bytes = b""  # what must come back
     since: float = field(default_factory=time.monotonic)
     info: paho.MQTTMessageInfo | None = None  # set once publish() returns
     acknowledged: bool = False  # PUBACK seen (paho marks info published only after telling us)
@@ -152,7 +153,8 @@ class MqttLink:
         self._connection: _Connection | None = None
         self._threads: list[threading.Thread] = []
         self._audit_filters = (topics.all_events, topics.errors)
-        self._confirmed: list[str] = []  # echoed ids not yet marked delivered in the outbox
+        self._confirmed: list[str] = []  # acknowledged ids not yet marked delivered in the outbox
+        self._echoes: list[tuple[str, bytes, Ack]] = []  # echoes not yet recorded, nor acknowledged
         self._reported_error: str | None = None
         self._delay = settings.reconnect_min_seconds
         self._short_connections = 0  # in a row: connected, then dropped within STABLE_SECONDS
@@ -434,8 +436,7 @@ class MqttLink:
             ack()
             return
         if any(paho.topic_matches_sub(f, topic) for f in self._audit_filters):
-            self._echo_received(connection, bytes(message.payload))
-            ack()
+            self._echo_received(connection, bytes(message.payload), ack)  # acknowledged once recorded
             return
         for subscription in self._subscriptions:
             if paho.topic_matches_sub(subscription.match, topic):
@@ -448,16 +449,24 @@ class MqttLink:
                 break
         ack()
 
-    def _echo_received(self, connection: _Connection, payload: bytes) -> None:
-        """Our own event came back: the broker has it. The publisher confirms it in the outbox."""
+    def _echo_received(self, connection: _Connection, payload: bytes, ack: Ack) -> None:
+        """Our own event came back: the broker has it. The publisher confirms it in the outbox.
+
+        It counts only if it is byte for byte what edgetag published (a forged `{"id": X}` is not), and
+        it is acknowledged to the broker only after the outbox has recorded it: killed in between, the
+        broker sends the echo again, so the event is not published twice.
+        """
         try:
             message_id = str(json.loads(payload)["id"])
         except (ValueError, KeyError, TypeError):
+            ack()
             return  # not ours (or not an event): nothing to confirm
         with self._wake:
-            connection.in_flight.pop(message_id, None)
+            entry = connection.in_flight.get(message_id)
+            if entry is not None and entry.payload == payload:
+                del connection.in_flight[message_id]
             self.status.in_flight = len(connection.in_flight)
-            self._confirmed.append(message_id)  # written in batches, off the network thread
+            self._echoes.append((message_id, payload, ack))  # written in batches, off the network thread
             self._wake.notify_all()
 
     def _handle_publish(self, client: paho.Client, _userdata: Any, mid: int, _reason: Any, _p: Any) -> None:
@@ -506,7 +515,9 @@ class MqttLink:
                 connection.sent_seq = stored.seq
                 continue
             entry = _InFlight(
-                stored.seq, connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic)
+                stored.seq,
+                connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic),
+                message.payload,
             )
             with self._wake:  # registered before publishing: the echo can arrive before publish() returns
                 connection.in_flight[message.id] = entry
@@ -544,14 +555,23 @@ class MqttLink:
         """Mark what came back as delivered, many at a time (one disk sync per batch)."""
         with self._wake:
             confirmed, self._confirmed = self._confirmed, []
-        if not confirmed:
-            return
+            echoes, self._echoes = self._echoes, []
         try:
-            self.outbox.delivered_many(confirmed)
+            if confirmed:
+                self.outbox.delivered_many(confirmed)
+            forged = self.outbox.delivered_echoes([(i, p) for i, p, _ in echoes]) if echoes else []
         except Exception:  # a full disk: keep them for the next try, or they would be published again
             with self._wake:
                 self._confirmed[:0] = confirmed
+                self._echoes[:0] = echoes
             raise
+        for _, _, ack in echoes:
+            ack()
+        for message_id in forged:
+            log.warning(
+                "MQTT: a message on edgetag's events topic claims to be %s but is not what edgetag "
+                "published: another client publishes there; see docs/mqtt.md (broker ACLs)", message_id,
+            )  # fmt: skip
 
     def _settle(self, connection: _Connection) -> None:
         """Confirm what came back, and what was acknowledged and is not echoed (or never came back)."""

@@ -170,6 +170,24 @@ class Outbox:
                     removed += 1
         return removed
 
+    def delivered_echoes(self, echoes: Sequence[tuple[str, bytes]]) -> list[str]:
+        """`delivered` for each (id, payload) whose pending payload is exactly that, in one transaction.
+
+        The proof of delivery is the whole message coming back, not its id: any client can publish
+        `{"id": X}`. Returns the ids that are pending with another payload (forged echoes).
+        """
+        now = self._clock()
+        forged = []
+        with self._transaction() as db:
+            for message_id, payload in echoes:
+                if db.execute(
+                    "DELETE FROM pending WHERE id = ? AND payload = ?", (message_id, payload)
+                ).rowcount:
+                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (message_id, now))
+                elif db.execute("SELECT 1 FROM pending WHERE id = ?", (message_id,)).fetchone():
+                    forged.append(message_id)
+        return forged
+
     def set_aside(self, message_id: str, reason: str) -> bool:
         """Take a message that can never be published out of the queue, keeping it with the reason.
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +166,72 @@ def test_a_message_over_the_brokers_maximum_packet_size_is_set_aside(
         assert link.status.connections == 1, "no reconnect loop"
     finally:
         link.stop()
+
+
+def test_a_fake_echo_from_another_client_does_not_count_as_delivery(broker: Broker, outbox: Outbox) -> None:
+    """Regression (issue 11, item 7): `{"id": X}` published by anyone on the events topic made edgetag
+    take event X as delivered and never publish it."""
+    link = link_for(broker, outbox)
+    link.start()  # creates edgetag's persistent session, subscribed to its events topics
+    assert link.flush(timeout=10)
+    link.stop()
+    outbox.add_many([event(n) for n in range(3)])
+    hostile = broker.client("hostile")
+    for n in range(3):  # queued in edgetag's session: they arrive before edgetag publishes anything
+        hostile.publish(TOPICS.events("cam"), json.dumps({"id": f"{n:020x}"}).encode(), qos=1)
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    time.sleep(0.5)
+    link = link_for(broker, outbox)
+    link.start()
+    try:
+        assert link.flush(timeout=30)
+        subscriber.wait_until(lambda: sum("n" in m.json() for m in subscriber.messages) >= 3, timeout=10)
+        assert sorted(m.json()["n"] for m in subscriber.messages if "n" in m.json()) == [0, 1, 2]
+    finally:
+        link.stop()
+
+
+class FrozenOutbox(Outbox):
+    """Stops dead in the write that records a delivery, as a process SIGKILLed right there does."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.frozen = threading.Event()
+
+    def delivered_many(self, message_ids: Any) -> int:
+        self.frozen.set()
+        threading.Event().wait()
+        return 0
+
+    def delivered_echoes(self, echoes: Any) -> list[str]:
+        self.frozen.set()
+        threading.Event().wait()
+        return []
+
+
+def test_killed_between_the_echo_and_recording_it_publishes_no_duplicate(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Regression (issue 11, item 6): the echo was acknowledged before the outbox recorded it; a SIGKILL
+    in between lost the echo, and the event was published again after the restart."""
+    path = tmp_path / "frozen.db"
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    frozen = FrozenOutbox(path)
+    frozen.add(event(1))
+    first = link_for(broker, frozen)
+    first.start()
+    assert frozen.frozen.wait(10), "the echo came back"
+    first._stopping.set()  # the "killed" process: no reconnect, no more writes
+    connection = first._connection
+    assert connection is not None
+    connection.client.socket().shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    time.sleep(0.5)
+    with Outbox(path) as outbox:
+        second = link_for(broker, outbox)
+        second.start()
+        try:
+            assert second.flush(timeout=30)
+            time.sleep(1.0)
+        finally:
+            second.stop()
+    assert [m.json()["n"] for m in subscriber.messages] == [1], "published once, not again after the kill"
