@@ -620,3 +620,27 @@ def test_disk_full_during_a_broker_outage_does_not_stop_reconnecting(
     (event,) = wait_events(subscriber, 1, timeout=60)
     assert event["photo"]["name"] == "chelsea.jpg"
     assert daemon.alive
+
+
+def test_mqtt_photos_that_met_a_full_disk_are_tagged_once_it_has_room(
+    broker: Broker, small_disk: Path, start_daemon: Any
+) -> None:
+    """Regression (issue 11, item 11): messages whose event could not be stored were never acknowledged
+    nor delivered again; they used up the broker's receive maximum and the source stalled for good."""
+    start_daemon(
+        broker, state=small_disk / "state", sources=[{"type": "mqtt", "name": "cams", "topic": "cams/+"}]
+    )
+    subscriber = Subscriber(broker, "edgetag/pi/events/cams")
+    filler = fill(small_disk)
+    camera = broker.client("camera")
+    images = [jpeg_variant(quality) for quality in range(60, 80)]  # more than the receive maximum (16)
+    for number, image in enumerate(images):
+        camera.publish(f"cams/{number:02d}", image, qos=1)
+    time.sleep(4.0)
+    filler.unlink()
+    subscriber.wait_until(
+        lambda: len({m.json()["id"] for m in subscriber.messages}) >= len(images), timeout=90
+    )
+    time.sleep(1.0)
+    ids = Counter(m.json()["id"] for m in subscriber.messages)
+    assert len(ids) == len(images) and set(ids.values()) == {1}, "each photo's event once"
