@@ -18,6 +18,7 @@ import json
 import math
 import os
 import socket
+import ssl
 import tomllib
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgetag.errors import ConfigError
-from edgetag.topics import NAME, slug
+from edgetag.topics import NAME, filter_problem, slug
 
 if TYPE_CHECKING:  # tagger and imaging pull in NumPy and Pillow; `check-config` needs neither
     from edgetag.imaging import ImageLimits
@@ -658,8 +659,21 @@ def _check_topic(topic: str, path: str, parser: _Parser, *, prefix: bool = False
         parser.problem(path, "is empty; give an MQTT topic")
     elif "+" in topic or "#" in topic:
         parser.problem(path, f"{_show(topic)} contains an MQTT wildcard (+ or #); give a plain topic")
+    elif "\0" in topic:
+        parser.problem(path, "contains a NUL character; give a plain topic")
+    elif topic.startswith("$"):
+        parser.problem(path, f"{_show(topic)} starts with $, which brokers keep for themselves ($SYS)")
     elif prefix and (topic.startswith("/") or topic.endswith("/")):
         parser.problem(path, f'{_show(topic)} must not start or end with "/"')
+
+
+def _not_pem_ca(file: Path) -> str | None:
+    """Why OpenSSL cannot load `file` as CA certificates, or None (found now, not by a connect thread)."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(file))
+    except (ssl.SSLError, OSError) as error:
+        return getattr(error, "reason", None) or getattr(error, "strerror", None) or str(error)
+    return None
 
 
 def _check_device(device: DeviceConfig, path: str, parser: _Parser) -> None:
@@ -697,6 +711,8 @@ def _check_mqtt(mqtt: MqttConfig, path: str, parser: _Parser) -> None:
             parser.problem(f"{path}.{key}", "only used with tls = true; set tls = true or remove it")
         elif not file.exists():
             parser.problem(f"{path}.{key}", f"{file} does not exist")
+        elif key == "ca_file" and (why := _not_pem_ca(file)):
+            parser.problem(f"{path}.{key}", f"{file} is not a PEM certificate file ({why})")
     if mqtt.reconnect_min_seconds > mqtt.reconnect_max_seconds:
         parser.problem(
             f"{path}.reconnect_min_seconds",
@@ -741,6 +757,8 @@ def _check_mqtt_source(source: MqttSourceConfig, path: str, parser: _Parser) -> 
         parser.problem(f"{path}.topic", "is empty; give the topic the images arrive on")
     elif source.topic.startswith("$share/"):
         parser.problem(f"{path}.topic", 'give the plain topic and the group in share_group, not "$share/..."')
+    elif problem := filter_problem(source.topic):
+        parser.problem(f"{path}.topic", f"not a valid MQTT subscription filter: {problem}")
     if source.share_group is not None and (
         not source.share_group or any(c in source.share_group for c in "/+#")
     ):

@@ -50,6 +50,7 @@ from edgetag.sources.camera import CameraFactory, CameraSource, open_picamera2
 from edgetag.sources.folder import FolderSource, FolderState
 from edgetag.sources.mqtt import MqttSource
 from edgetag.stats import Stats
+from edgetag.supervise import start_supervised
 from edgetag.system import cpu_temperature_c, throttling
 from edgetag.tagger import PreparedPhoto, Tagger
 from edgetag.topics import Topics
@@ -64,6 +65,8 @@ DESCRIBED_QUEUE = 4
 DRAIN_SECONDS = 20.0
 FLUSH_SECONDS = 5.0
 STATUS_SECONDS = 15.0
+DISCOVERY_MIN_SECONDS = 30.0
+"""Home Assistant's `online` re-sends discovery at most this often: anyone may publish `online`."""
 
 
 @dataclass
@@ -253,6 +256,42 @@ class Pipeline:
             callback()
 
 
+class _Throttle:
+    """Calls `action` at once, then at most once per `seconds`: a burst of requests costs two calls
+    (the first, and one at the end of the quiet time so the last request is still answered)."""
+
+    def __init__(self, action: Callable[[], None], seconds: float) -> None:
+        self.action, self.seconds = action, seconds
+        self._lock = threading.Lock()
+        self._last = -float("inf")
+        self._timer: threading.Timer | None = None
+
+    def request(self) -> None:
+        with self._lock:
+            wait = self._last + self.seconds - time.monotonic()
+            if wait <= 0:
+                self._last = time.monotonic()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._trailing)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+            else:
+                return  # the trailing call is already planned
+        self.action()
+
+    def _trailing(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self.action()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
+
 def _drain(source: queue.Queue[Any]) -> list[Any]:
     items = []
     while True:
@@ -285,6 +324,7 @@ class Daemon:
         self._sources: list[Source] = []
         self._concepts_seen: dict[str, dict[str, int]] = {}
         self._ha_concepts = list(config.homeassistant.concepts)
+        self._discovery = _Throttle(self._rediscover, DISCOVERY_MIN_SECONDS)
 
     # --- start ---------------------------------------------------------------------------------------
 
@@ -309,6 +349,9 @@ class Daemon:
         )
         self.link.heartbeats = self.heartbeats
         self.link.on_problem = lambda reason, message: self.pipeline.report_error("mqtt", reason, message)
+        self.link.on_set_aside = lambda message_id, why: self.pipeline.report_error(
+            "mqtt", "unpublishable", f"message {message_id} set aside, the broker cannot take it: {why}"
+        )
         self.pipeline.stored.append(self.link.outbox_changed)
         self.pipeline.listeners.append(self._publish_state)
         self.hooks = Hooks(config.hooks, self._publish_for_hook)
@@ -324,8 +367,8 @@ class Daemon:
         for source in self._sources:  # before connecting: `online` must mean "subscribed to every source"
             source.start(self.pipeline.submit, self.pipeline.report_error)
         self.link.start()
-        threading.Thread(target=self._stats_loop, name="stats", daemon=True).start()
-        threading.Thread(target=self._prune_loop, name="prune", daemon=True).start()
+        start_supervised("stats", self._stats_turn, self._stopping)
+        start_supervised("prune", self._prune_turn, self._stopping)
         broker = f"{self.link.settings.host}:{self.link.settings.port}"
         log.info(
             "edgetag %s running as %s: %d source(s), state in %s, broker %s",
@@ -336,7 +379,7 @@ class Daemon:
             self._watchdog.start()
         self.notifier.ready(f"tagging: {len(self._sources)} source(s), connecting to the broker at {broker}")
         if self.notifier.enabled:
-            threading.Thread(target=self._status_loop, name="status", daemon=True).start()
+            start_supervised("status", self._status_turn, self._stopping)
 
     def _lock_state_dir(self, folder: Path) -> None:
         """One daemon per state folder: two would publish every event of one outbox twice."""
@@ -429,10 +472,13 @@ class Daemon:
         ):
             self.link.publish_retained(message.topic, message.payload.encode())
 
+    def _rediscover(self) -> None:
+        log.info("Home Assistant is online: sending discovery again")
+        self._publish_discovery()
+
     def _homeassistant_status(self, message: Incoming, _ack: Ack) -> bool:
         if status_is_online(message.payload):
-            log.info("Home Assistant is online: sending discovery again")
-            self._publish_discovery()
+            self._discovery.request()
         return False
 
     def status_line(self) -> str:
@@ -446,12 +492,12 @@ class Daemon:
             f"{self.pipeline.depth()} in progress, {outbox} waiting for the broker; MQTT {broker}"
         )
 
-    def _status_loop(self) -> None:
-        while not self._stopping.wait(STATUS_SECONDS):
+    def _status_turn(self) -> None:
+        if not self._stopping.wait(STATUS_SECONDS):
             self.notifier.status(self.status_line())
 
-    def _stats_loop(self) -> None:
-        while not self._stopping.wait(self.config.stats.interval_seconds):
+    def _stats_turn(self) -> None:
+        if not self._stopping.wait(self.config.stats.interval_seconds):
             self.link.publish_now(self.topics.stats, json.dumps(self.stats_snapshot()).encode())
 
     def stats_snapshot(self) -> dict[str, Any]:
@@ -468,14 +514,11 @@ class Daemon:
             cameras={s.name: s.present for s in self._sources if isinstance(s, CameraSource)},
         )
 
-    def _prune_loop(self) -> None:
-        while not self._stopping.wait(600):
-            if dropped := self.outbox.prune():
-                log.warning(
-                    "outbox: dropped %d events older than %.0f hours",
-                    dropped,
-                    self.config.outbox.max_age_hours,
-                )
+    def _prune_turn(self) -> None:
+        if not self._stopping.wait(600) and (dropped := self.outbox.prune()):
+            log.warning(
+                "outbox: dropped %d events older than %.0f hours", dropped, self.config.outbox.max_age_hours
+            )
 
     # --- stop ----------------------------------------------------------------------------------------
 
@@ -498,6 +541,7 @@ class Daemon:
         if not self.link.flush(FLUSH_SECONDS):
             log.info("stopping: %d event(s) wait in the outbox for the broker", self.outbox.stats().pending)
         self.hooks.stop()
+        self._discovery.cancel()
         self.link.stop()
         if self._watchdog is not None:
             self._watchdog.stop()

@@ -39,7 +39,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgetag.outbox import Outbox, OutboxMessage
-from edgetag.topics import Topics
+from edgetag.supervise import start_supervised
+from edgetag.topics import Topics, topic_problem
 from edgetag.watchdog import Heartbeats
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ MAX_IN_FLIGHT = 10
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 16
 CONNACK_TIMEOUT = 10.0
+STABLE_SECONDS = 30.0
+"""A connection that lasted less was not a success: the backoff keeps growing (a broker that drops us
+right after CONNACK, a second daemon with our client id, must not cause a reconnect storm)."""
+FLAPS_BEFORE_HINT = 3
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class _InFlight:
 
     seq: int
     echoed: bool  # confirmed by seeing it come back; else by the broker's acknowledgement
+    payload: bytes = b""  # what must come back
     since: float = field(default_factory=time.monotonic)
     info: paho.MQTTMessageInfo | None = None  # set once publish() returns
     acknowledged: bool = False  # PUBACK seen (paho marks info published only after telling us)
@@ -123,12 +129,14 @@ class _Connection:
     connected: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
     refusal: str | None = None
+    drop_reason: str | None = None  # why the broker or the network ended it
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
     in_flight: dict[str, _InFlight] = field(default_factory=dict)  # by message id
     sent_seq: int = 0
     audit_ok: bool = True
     unread: bool = True  # the outbox may hold messages this connection has not read yet
     awaiting_ack: dict[int, _InFlight] = field(default_factory=dict)  # by mid: those a PUBACK confirms
+    max_packet_bytes: int | None = None  # the broker's Maximum Packet Size (MQTT v5 CONNACK)
 
 
 class MqttLink:
@@ -145,12 +153,17 @@ class MqttLink:
         self._connection: _Connection | None = None
         self._threads: list[threading.Thread] = []
         self._audit_filters = (topics.all_events, topics.errors)
-        self._confirmed: list[str] = []  # echoed ids not yet marked delivered in the outbox
+        self._confirmed: list[str] = []  # acknowledged ids not yet marked delivered in the outbox
+        self._echoes: list[tuple[str, bytes, Ack]] = []  # echoes not yet recorded, nor acknowledged
         self._reported_error: str | None = None
+        self._delay = settings.reconnect_min_seconds
+        self._short_connections = 0  # in a row: connected, then dropped within STABLE_SECONDS
         self.heartbeats: Heartbeats | None = None
         """The publisher beats here every turn of its loop, for the watchdog."""
         self.on_problem: Callable[[str, str], None] | None = None
         """Told of each new connection problem as (reason, message); the daemon stores an error event."""
+        self.on_set_aside: Callable[[str, str], None] | None = None
+        """Told of each message the broker can never take, as (message id, why); it is set aside."""
 
     # --- what the rest of edgetag uses -----------------------------------------------------------
 
@@ -189,10 +202,8 @@ class MqttLink:
             self._wake.notify_all()
 
     def start(self) -> None:
-        for target, name in ((self._connect_loop, "mqtt-connect"), (self._publish_loop, "mqtt-publish")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for turn, name in ((self._connect_turn, "mqtt-connect"), (self._publish_turn, "mqtt-publish")):
+            self._threads.append(start_supervised(name, turn, self._stopping, self.heartbeats))
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (everything delivered) or the timeout passes."""
@@ -220,25 +231,64 @@ class MqttLink:
             thread.join(timeout=5.0)
         if self.heartbeats is not None:
             self.heartbeats.forget("mqtt-publish")
+            self.heartbeats.forget("mqtt-connect")
         if connection:
             connection.client.loop_stop()
         self._write_confirmed()  # echoes that arrived during the last moments
 
     # --- connecting ------------------------------------------------------------------------------
 
-    def _connect_loop(self) -> None:
-        delay = self.settings.reconnect_min_seconds
-        while not self._stopping.is_set():
-            problem = self._connect_once()
-            if self._stopping.is_set():
-                return
-            if problem is None:  # was connected; the connection has ended
-                delay = self.settings.reconnect_min_seconds
-                log.warning("MQTT connection to %s lost; reconnecting", self._address)
-            else:
-                self._report_problem(problem, delay)
-                delay = min(delay * 2, self.settings.reconnect_max_seconds)
-            self._stopping.wait(delay if problem else self.settings.reconnect_min_seconds)
+    def _connect_turn(self) -> None:
+        """Connect, stay connected while it lasts, then wait the backoff (kept across short connections)."""
+        started = time.monotonic()
+        problem = self._connect_once()
+        if self._stopping.is_set():
+            return
+        if problem is None:  # was connected; the connection has ended
+            self._connection_lost(time.monotonic() - started)
+        else:
+            self._report_problem(problem, self._delay)
+        wait = self._delay
+        if problem is not None or self._short_connections:
+            self._delay = min(self._delay * 2, self.settings.reconnect_max_seconds)
+        self._pause(self._stopping, wait)
+
+    def _connection_lost(self, lasted: float) -> None:
+        connection = self._connection
+        reason = connection.drop_reason if connection else None
+        hint = ""
+        if lasted >= STABLE_SECONDS:
+            self._short_connections = 0
+            self._delay = self.settings.reconnect_min_seconds
+        else:
+            self._short_connections += 1
+        if reason and "session taken over" in reason.lower():
+            hint = (
+                f"; another client connected with our client id {self.settings.client_id!r}: give each "
+                "edgetag its own mqtt.client_id (two daemons with one id push each other off)"
+            )
+        elif self._short_connections >= FLAPS_BEFORE_HINT:
+            hint = (
+                f"; {self._short_connections} connections in a row ended within {STABLE_SECONDS:.0f} s: is "
+                f"another client using our client id {self.settings.client_id!r}, or does the broker refuse "
+                "what we publish (its log says why)?"
+            )
+        log.warning(
+            "MQTT connection to %s lost (%s)%s; reconnecting in %.1f s",
+            self._address, reason or "no reason given", hint, self._delay,
+        )  # fmt: skip
+
+    def _pause(self, event: threading.Event, seconds: float) -> bool:
+        """Wait for `event` up to `seconds`, beating every second for the watchdog; True if it is set."""
+        deadline = time.monotonic() + seconds
+        while not event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.heartbeats is not None:
+                self.heartbeats.beat("mqtt-connect")
+            event.wait(min(left, 1.0))
+        return True
 
     def _connect_once(self) -> str | None:
         """One connection attempt; returns why it failed, or None once a connection has come and gone."""
@@ -254,13 +304,14 @@ class MqttLink:
         except (OSError, ValueError) as error:
             return describe_connect_error(error, self.settings)
         client.loop_start()
-        if not connection.connected.wait(CONNACK_TIMEOUT) or connection.refusal:
+        if not self._pause(connection.connected, CONNACK_TIMEOUT) or connection.refusal:
             client.loop_stop()
             client.disconnect()
             return connection.refusal or f"no answer from {self._address} within {CONNACK_TIMEOUT:.0f} s"
         self._reported_error = None
         self.status.last_error = None
-        connection.closed.wait()
+        while not self._pause(connection.closed, 3600):
+            pass
         client.loop_stop()
         return None
 
@@ -335,6 +386,7 @@ class MqttLink:
             connection.connected.set()
             return
         log.info("MQTT connected to %s as %s", self._address, self.settings.client_id)
+        connection.max_packet_bytes = getattr(_props, "MaximumPacketSize", None)
         with self._lock:
             subscriptions = list(self._subscriptions)
             retained = dict(self._retained)
@@ -354,12 +406,11 @@ class MqttLink:
         connection = self._current(client)
         if connection is None:
             return
+        connection.drop_reason = str(reason) if reason is not None else None
         self.status.connected = self.status.synced = False
         connection.closed.set()
         with self._wake:
             self._wake.notify_all()
-        if not self._stopping.is_set() and connection.connected.is_set() and not connection.refusal:
-            log.debug("MQTT disconnected: %s", reason)
 
     def _handle_subscribe(
         self, client: paho.Client, _u: Any, _mid: int, codes: list[ReasonCode], _p: Any
@@ -385,8 +436,7 @@ class MqttLink:
             ack()
             return
         if any(paho.topic_matches_sub(f, topic) for f in self._audit_filters):
-            self._echo_received(connection, bytes(message.payload))
-            ack()
+            self._echo_received(connection, bytes(message.payload), ack)  # acknowledged once recorded
             return
         for subscription in self._subscriptions:
             if paho.topic_matches_sub(subscription.match, topic):
@@ -399,16 +449,24 @@ class MqttLink:
                 break
         ack()
 
-    def _echo_received(self, connection: _Connection, payload: bytes) -> None:
-        """Our own event came back: the broker has it. The publisher confirms it in the outbox."""
+    def _echo_received(self, connection: _Connection, payload: bytes, ack: Ack) -> None:
+        """Our own event came back: the broker has it. The publisher confirms it in the outbox.
+
+        It counts only if it is byte for byte what edgetag published (a forged `{"id": X}` is not), and
+        it is acknowledged to the broker only after the outbox has recorded it: killed in between, the
+        broker sends the echo again, so the event is not published twice.
+        """
         try:
             message_id = str(json.loads(payload)["id"])
         except (ValueError, KeyError, TypeError):
+            ack()
             return  # not ours (or not an event): nothing to confirm
         with self._wake:
-            connection.in_flight.pop(message_id, None)
+            entry = connection.in_flight.get(message_id)
+            if entry is not None and entry.payload == payload:
+                del connection.in_flight[message_id]
             self.status.in_flight = len(connection.in_flight)
-            self._confirmed.append(message_id)  # written in batches, off the network thread
+            self._echoes.append((message_id, payload, ack))  # written in batches, off the network thread
             self._wake.notify_all()
 
     def _handle_publish(self, client: paho.Client, _userdata: Any, mid: int, _reason: Any, _p: Any) -> None:
@@ -427,19 +485,17 @@ class MqttLink:
 
     # --- publishing the outbox (its own thread) -----------------------------------------------------
 
-    def _publish_loop(self) -> None:
-        while not self._stopping.is_set():
-            if self.heartbeats is not None:
-                self.heartbeats.beat("mqtt-publish")
-            with self._wake:
-                self._wake.wait(0.5)
-            self._write_confirmed()
-            connection = self._connection
-            if connection is None or not (connection.connected.is_set() and self.status.synced):
-                continue
-            if connection.closed.is_set():
-                continue
-            self._publish_pending(connection)
+    def _publish_turn(self) -> None:
+        """One turn of the publisher (start_supervised beats and repeats it)."""
+        with self._wake:
+            self._wake.wait(0.5)
+        self._write_confirmed()
+        connection = self._connection
+        if connection is None or not (connection.connected.is_set() and self.status.synced):
+            return
+        if connection.closed.is_set():
+            return
+        self._publish_pending(connection)
 
     def _publish_pending(self, connection: _Connection) -> None:
         self._settle(connection)
@@ -453,15 +509,29 @@ class MqttLink:
             connection.unread = True  # there may be more than there was room for
         for stored in batch:
             message = stored.message
+            properties = _publish_properties(message, self.settings.protocol)
+            if problem := _unsendable(message, properties, connection.max_packet_bytes):
+                self._set_aside(message, problem)
+                connection.sent_seq = stored.seq
+                continue
             entry = _InFlight(
-                stored.seq, connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic)
+                stored.seq,
+                connection.audit_ok and message.qos > 0 and self._is_echoed(message.topic),
+                message.payload,
             )
             with self._wake:  # registered before publishing: the echo can arrive before publish() returns
                 connection.in_flight[message.id] = entry
-            info = connection.client.publish(
-                message.topic, message.payload, qos=message.qos, retain=message.retain,
-                properties=_publish_properties(message, self.settings.protocol),
-            )  # fmt: skip
+            try:
+                info = connection.client.publish(
+                    message.topic, message.payload, qos=message.qos, retain=message.retain,
+                    properties=properties,
+                )  # fmt: skip
+            except (ValueError, TypeError, UnicodeError) as error:  # paho refuses it: it never will take it
+                with self._wake:
+                    connection.in_flight.pop(message.id, None)
+                self._set_aside(message, f"the MQTT client refused it: {error}")
+                connection.sent_seq = stored.seq
+                continue
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 with self._wake:
                     connection.in_flight.pop(message.id, None)
@@ -474,12 +544,34 @@ class MqttLink:
             connection.sent_seq = stored.seq
         self._settle(connection)
 
+    def _set_aside(self, message: OutboxMessage, problem: str) -> None:
+        """One message that can never be sent must not stop the ones behind it."""
+        log.error("MQTT: cannot publish %s to %r: %s; set it aside", message.id, message.topic, problem)
+        self.outbox.set_aside(message.id, problem)
+        if self.on_set_aside is not None:
+            self.on_set_aside(message.id, problem)
+
     def _write_confirmed(self) -> None:
         """Mark what came back as delivered, many at a time (one disk sync per batch)."""
         with self._wake:
             confirmed, self._confirmed = self._confirmed, []
-        if confirmed:
-            self.outbox.delivered_many(confirmed)
+            echoes, self._echoes = self._echoes, []
+        try:
+            if confirmed:
+                self.outbox.delivered_many(confirmed)
+            forged = self.outbox.delivered_echoes([(i, p) for i, p, _ in echoes]) if echoes else []
+        except Exception:  # a full disk: keep them for the next try, or they would be published again
+            with self._wake:
+                self._confirmed[:0] = confirmed
+                self._echoes[:0] = echoes
+            raise
+        for _, _, ack in echoes:
+            ack()
+        for message_id in forged:
+            log.warning(
+                "MQTT: a message on edgetag's events topic claims to be %s but is not what edgetag "
+                "published: another client publishes there; see docs/mqtt.md (broker ACLs)", message_id,
+            )  # fmt: skip
 
     def _settle(self, connection: _Connection) -> None:
         """Confirm what came back, and what was acknowledged and is not echoed (or never came back)."""
@@ -502,8 +594,8 @@ class MqttLink:
                 connection.awaiting_ack.pop(entry.info.mid, None)
                 settled.append(message_id)
             self.status.in_flight = len(connection.in_flight)
-        if settled:
-            self.outbox.delivered_many(settled)
+            self._confirmed.extend(settled)
+        self._write_confirmed()
 
     def _is_echoed(self, topic: str) -> bool:
         return any(paho.topic_matches_sub(f, topic) for f in self._audit_filters)
@@ -528,6 +620,23 @@ def _incoming(message: paho.MQTTMessage) -> Incoming:
         message.topic, bytes(message.payload), message.qos, bool(message.retain),
         str(response) if response else None, bytes(correlation) if correlation else None,
     )  # fmt: skip
+
+
+def _unsendable(message: OutboxMessage, properties: Properties | None, max_packet: int | None) -> str | None:
+    """Why the broker could never take this message (bad topic, bigger than its packets), or None."""
+    if problem := topic_problem(message.topic):
+        return problem
+    if max_packet is not None:
+        size = _packet_bytes(message, properties)
+        if size > max_packet:
+            return f"it is {size:,} bytes as a packet, over the broker's maximum packet size {max_packet:,}"
+    return None
+
+
+def _packet_bytes(message: OutboxMessage, properties: Properties | None) -> int:
+    """A PUBLISH packet's size, rounded up: fixed header, topic, packet id, properties, payload."""
+    encoded = properties.pack() if properties is not None else b""  # type: ignore[no-untyped-call]
+    return 5 + 2 + len(message.topic.encode()) + 2 + len(encoded) + len(message.payload)
 
 
 def _publish_properties(message: OutboxMessage, protocol: str) -> Properties | None:

@@ -43,7 +43,16 @@ CREATE INDEX IF NOT EXISTS pending_created ON pending (created);
 CREATE TABLE IF NOT EXISTS delivered (id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS set_aside (
+    id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
+# set_aside: messages the broker can never take (a bad topic, over its packet size). Kept for a
+# person to look at, out of the queue, so one of them cannot stop every later event.
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class OutboxStats:
     pending: int
     dropped_total: int
     oldest_age_seconds: float | None
+    set_aside: int = 0
 
 
 class OutboxError(EdgetagError):
@@ -160,6 +170,41 @@ class Outbox:
                     removed += 1
         return removed
 
+    def delivered_echoes(self, echoes: Sequence[tuple[str, bytes]]) -> list[str]:
+        """`delivered` for each (id, payload) whose pending payload is exactly that, in one transaction.
+
+        The proof of delivery is the whole message coming back, not its id: any client can publish
+        `{"id": X}`. Returns the ids that are pending with another payload (forged echoes).
+        """
+        now = self._clock()
+        forged = []
+        with self._transaction() as db:
+            for message_id, payload in echoes:
+                if db.execute(
+                    "DELETE FROM pending WHERE id = ? AND payload = ?", (message_id, payload)
+                ).rowcount:
+                    db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (message_id, now))
+                elif db.execute("SELECT 1 FROM pending WHERE id = ?", (message_id,)).fetchone():
+                    forged.append(message_id)
+        return forged
+
+    def set_aside(self, message_id: str, reason: str) -> bool:
+        """Take a message that can never be published out of the queue, keeping it with the reason.
+
+        Its id stays known (a photo offered again is not tagged again). False if it was not pending.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT topic, payload FROM pending WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO set_aside (id, topic, payload, reason, at) VALUES (?, ?, ?, ?, ?)",
+                (message_id, row[0], row[1], reason, self._clock()),
+            )
+            db.execute("DELETE FROM pending WHERE id = ?", (message_id,))
+            db.execute("INSERT OR REPLACE INTO delivered (id, at) VALUES (?, ?)", (message_id, self._clock()))
+        return True
+
     def is_known(self, message_id: str) -> bool:
         """True if the id is pending or was delivered within remember_seconds."""
         with self._transaction(write=False) as db:
@@ -183,8 +228,9 @@ class Outbox:
         with self._transaction(write=False) as db:
             count, oldest = db.execute("SELECT COUNT(*), MIN(created) FROM pending").fetchone()
             total = self._count_dropped(db, 0)
+            (aside,) = db.execute("SELECT COUNT(*) FROM set_aside").fetchone()
         age = None if oldest is None else max(0.0, self._clock() - oldest)
-        return OutboxStats(pending=count, dropped_total=total, oldest_age_seconds=age)
+        return OutboxStats(pending=count, dropped_total=total, oldest_age_seconds=age, set_aside=aside)
 
     def close(self) -> None:
         with self._lock:

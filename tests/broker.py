@@ -109,15 +109,18 @@ class Broker:
         port: int | None = None,
         certs: Certificates | None = None,
         persistence: bool = False,
+        extra_config: str = "",
     ) -> None:
         """``certs``: the fixtures share one set per session; made in ``workdir`` if tls and not given.
 
         ``persistence``: keep sessions and queued messages across restarts, as a production broker does.
+        ``extra_config``: more mosquitto.conf lines (limits such as ``max_packet_size 1024``).
         """
         if require_client_cert and not tls:
             raise ValueError("require_client_cert needs tls=True")
         self.workdir, self.auth, self.tls, self.require_client_cert = workdir, auth, tls, require_client_cert
         self.persistence = persistence
+        self.extra_config = extra_config
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port() if port is None else port
         self._may_change_port = port is None  # until the first successful start
@@ -160,6 +163,7 @@ class Broker:
             config += f"certfile {self.certs.server_cert}\nkeyfile {self.certs.server_key}\n"
         if self.require_client_cert:
             config += "require_certificate true\n"
+        config += self.extra_config
         return "\n".join(line.strip() for line in config.splitlines()) + "\n"
 
     @property
@@ -484,11 +488,12 @@ class BrokerFactory:
         port: int | None = None,
         start: bool = True,
         persistence: bool = False,
+        extra_config: str = "",
     ) -> Broker:
         workdir = self.directory / f"broker{len(self.brokers)}"
         broker = Broker(
             workdir, auth=auth, tls=tls, require_client_cert=require_client_cert, port=port, certs=self.certs,
-            persistence=persistence,
+            persistence=persistence, extra_config=extra_config,
         )  # fmt: skip
         self.brokers.append(broker)
         self._stack.callback(broker.close)

@@ -465,9 +465,13 @@ def test_move_to_may_be_a_subfolder_of_the_watched_folder(tmp_path: Path) -> Non
     ]
 
 
+SYSTEM_CAS = Path("/etc/ssl/certs/ca-certificates.crt")  # real PEM certificates: ca_file is loaded
+
+
 def test_tls_files_that_exist(tmp_path: Path) -> None:
-    for name in ("ca.pem", "cert.pem", "key.pem"):
+    for name in ("cert.pem", "key.pem"):
         (tmp_path / name).write_text("PEM", encoding="utf-8")
+    (tmp_path / "ca.pem").write_bytes(SYSTEM_CAS.read_bytes())
     config = load(
         tmp_path, '[mqtt]\ntls = true\nca_file = "ca.pem"\ncert_file = "cert.pem"\nkey_file = "key.pem"\n'
     )
@@ -712,8 +716,9 @@ def test_render_shows_computed_defaults_as_comments() -> None:
 
 def full_config_text(tmp_path: Path) -> str:
     """Every section, every key away from its default, two sources of each type and two hooks."""
-    for name in ("ca.pem", "cert.pem", "key.pem", "labels.txt"):
+    for name in ("cert.pem", "key.pem", "labels.txt"):
         (tmp_path / name).write_text("x", encoding="utf-8")
+    (tmp_path / "ca.pem").write_bytes(SYSTEM_CAS.read_bytes())
     return f"""
 [device]
 name = "garage-pi"
@@ -995,3 +1000,48 @@ def test_docs_list_every_flag() -> None:
     doc = DOC.read_text(encoding="utf-8")
     for f in dataclasses.fields(ConfigFlags):
         assert f"`--{f.name.replace('_', '-')} " in doc, f.name
+
+
+MQTT_SOURCE = '[[source]]\ntype = "mqtt"\nname = "cams"\ntopic = "{}"\n'
+
+
+@pytest.mark.parametrize(
+    ("topic", "why"),
+    [
+        ("cams/#/jpeg", '"#" is allowed only as the last level'),
+        ("cams/a+", '"+" must be a whole level'),
+        ("cams/#a", '"#" is allowed only as the last level'),
+        ("cams/\\u0000", "contains a NUL character"),
+    ],
+)
+def test_an_invalid_subscription_filter_is_refused(tmp_path: Path, topic: str, why: str) -> None:
+    """Issue 11, item 9: each of these killed a paho thread silently at run time."""
+    (problem,) = problems(tmp_path, MQTT_SOURCE.format(topic))
+    assert problem.startswith("source[1].topic: ") and why in problem
+
+
+@pytest.mark.parametrize("topic", ["cams/+/jpeg", "cams/#", "+", "#", "a/+/b/#"])
+def test_valid_subscription_filters_pass(tmp_path: Path, topic: str) -> None:
+    load(tmp_path, MQTT_SOURCE.format(topic))
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('[mqtt]\ntopic_prefix = "$SYS"\n', "mqtt.topic_prefix: "),
+        ('[mqtt]\ntopic_prefix = "edge\\u0000tag"\n', "mqtt.topic_prefix: "),
+        ('[homeassistant]\ndiscovery_prefix = "$SYS/ha"\n', "homeassistant.discovery_prefix: "),
+    ],
+)
+def test_broker_topics_and_nul_are_refused_where_edgetag_publishes(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    (problem,) = problems(tmp_path, text)
+    assert problem.startswith(why) and ("$" in problem or "NUL" in problem)
+
+
+def test_a_ca_file_that_is_not_pem_is_refused(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("this is not a certificate\n", encoding="utf-8")
+    (problem,) = problems(tmp_path, f'[mqtt]\ntls = true\nca_file = "{ca}"\n')
+    assert problem.startswith("mqtt.ca_file: ") and "not a PEM certificate" in problem

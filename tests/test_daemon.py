@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -245,7 +247,7 @@ def test_a_broker_restart_mid_stream_loses_no_event(
     subscriber.wait_until(lambda: len(set(names(events(subscriber)))) >= 24, timeout=120)
     assert sorted(set(names(events(subscriber)))) == [f"{i:03d}.jpg" for i in range(24)]
     assert daemon.alive
-    assert "MQTT connection to" in daemon.log() and "lost; reconnecting" in daemon.log()
+    assert "MQTT connection to" in daemon.log() and "; reconnecting in" in daemon.log()
 
 
 def test_the_daemon_killed_mid_stream_loses_nothing_and_publishes_nothing_twice(
@@ -469,6 +471,23 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker
     assert {m.topic for m in configs.messages[first:]} == topics
 
 
+def test_a_flood_of_online_messages_does_not_flood_discovery(broker: Broker, start_daemon: Any) -> None:
+    """Regression (issue 11, item 19): 2,000 fake `online` messages re-sent 13,135 discovery messages."""
+    configs = Subscriber(broker, "homeassistant/+/+/+/config")
+    start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/jpeg"}],
+                 homeassistant={"concepts": ["person", "dog"]})  # fmt: skip
+    configs.wait_until(lambda: len(configs.messages) >= 4)
+    time.sleep(0.5)
+    first = len(configs.messages)
+    flooder = broker.client("flooder")
+    for _ in range(300):
+        flooder.publish("homeassistant/status", b"online", qos=1)
+    configs.wait_until(lambda: len(configs.messages) >= 2 * first, timeout=20)  # the first is answered
+    time.sleep(4.0)
+    rounds = len(configs.messages) / first - 1
+    assert rounds <= 2, f"{rounds:.0f} discovery rounds for one burst of online messages"
+
+
 def test_stats_are_published(broker: Broker, start_daemon: Any) -> None:
     stats = Subscriber(broker, "edgetag/pi/stats")
     start_daemon(broker, stats_seconds=0.3)
@@ -528,3 +547,100 @@ def test_retained_state_and_discovery_come_back_after_a_broker_loses_everything(
     assert by_topic["edgetag/pi/availability"].payload == b"online"
     assert any(t.startswith("homeassistant/binary_sensor/") for t in by_topic)
     assert all(m.retain for m in by_topic.values() if not m.topic.startswith("edgetag/pi/sync"))
+
+
+@pytest.mark.parametrize("response_topic", ["replies/#", "+", "edgetag/pi/events/inbox", "$SYS/x"])
+def test_a_request_may_not_choose_a_wildcard_or_edgetags_own_topic_as_reply(
+    broker: Broker, start_daemon: Any, response_topic: str
+) -> None:
+    """Regression (issue 11, item 1): a reply to `replies/#` killed publishing for good, across restarts."""
+    daemon = start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/+/jpeg"}])
+    published = Subscriber(broker, "edgetag/pi/#")
+    requester = broker.client("requester", mqtt.MQTTv5)
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ResponseTopic = response_topic
+    requester.publish("cams/a/jpeg", (SAMPLES / "chelsea.jpg").read_bytes(), qos=1, properties=properties)
+    requester.publish("cams/b/jpeg", (SAMPLES / "coffee.jpg").read_bytes(), qos=1)
+    tagged = wait_events(published, 2, topic="edgetag/pi/events/cams", timeout=60)
+    assert sorted(e["photo"]["name"] for e in tagged) == ["cams/a/jpeg", "cams/b/jpeg"]
+    (error,) = wait_events(published, 1, topic="edgetag/pi/errors", timeout=10)
+    assert error["reason"] == "bad-response-topic"
+    time.sleep(1.0)
+    assert len(events(published, "edgetag/pi/events/cams")) == 2, "no reply lands on edgetag's own topics"
+    assert daemon.alive
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs, to fill up (root only: mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill the filesystem to the last byte; the file to delete to free it again."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                out.write(b"\0")
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_during_a_broker_outage_does_not_stop_reconnecting(
+    broker_factory: BrokerFactory, tmp_path: Path, small_disk: Path, start_daemon: Any
+) -> None:
+    """Regression (issue 11, item 5): storing the broker-unreachable event raised OutboxError and killed
+    mqtt-connect; after space and broker came back, nothing reconnected and no event was published."""
+    broker = broker_factory(persistence=True)
+    inbox = tmp_path / "inbox"
+    daemon = start_daemon(broker, state=small_disk / "state", sources=[folder_source(inbox)])
+    filler = fill(small_disk)
+    broker.stop()
+    daemon.wait_log("cannot connect", timeout=30)
+    time.sleep(2.0)  # several connect attempts on a full disk
+    filler.unlink()
+    broker.start()
+    subscriber = Subscriber(broker, EVENT)
+    drop(inbox, "chelsea.jpg")
+    (event,) = wait_events(subscriber, 1, timeout=60)
+    assert event["photo"]["name"] == "chelsea.jpg"
+    assert daemon.alive
+
+
+def test_mqtt_photos_that_met_a_full_disk_are_tagged_once_it_has_room(
+    broker: Broker, small_disk: Path, start_daemon: Any
+) -> None:
+    """Regression (issue 11, item 11): messages whose event could not be stored were never acknowledged
+    nor delivered again; they used up the broker's receive maximum and the source stalled for good."""
+    start_daemon(
+        broker, state=small_disk / "state", sources=[{"type": "mqtt", "name": "cams", "topic": "cams/+"}]
+    )
+    subscriber = Subscriber(broker, "edgetag/pi/events/cams")
+    filler = fill(small_disk)
+    camera = broker.client("camera")
+    images = [jpeg_variant(quality) for quality in range(60, 80)]  # more than the receive maximum (16)
+    for number, image in enumerate(images):
+        camera.publish(f"cams/{number:02d}", image, qos=1)
+    time.sleep(4.0)
+    filler.unlink()
+    subscriber.wait_until(
+        lambda: len({m.json()["id"] for m in subscriber.messages}) >= len(images), timeout=90
+    )
+    time.sleep(1.0)
+    ids = Counter(m.json()["id"] for m in subscriber.messages)
+    assert len(ids) == len(images) and set(ids.values()) == {1}, "each photo's event once"

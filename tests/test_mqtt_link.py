@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,117 @@ def test_an_echo_that_never_comes_falls_back_to_the_acknowledgement(
     finally:
         link.stop()
     assert "never came back; is edgetag allowed to read its own topics?" in caplog.text
+
+
+@pytest.mark.parametrize("topic", ["replies/#", "+", "replies/\0x", "$SYS/x", ""])
+def test_a_message_that_cannot_be_published_is_set_aside_and_the_rest_flows(
+    broker: Broker, outbox: Outbox, topic: str
+) -> None:
+    """Regression (issue 11, item 1): a reply to `replies/#` raised in paho, killed the publisher, and
+    stayed first in the outbox, so nothing was ever delivered again."""
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    outbox.add(OutboxMessage("poison:reply", topic, b"{}"))
+    outbox.add_many([event(n) for n in range(3)])
+    told: list[tuple[str, str]] = []
+    link = link_for(broker, outbox)
+    link.on_set_aside = lambda message_id, why: told.append((message_id, why))
+    link.start()
+    try:
+        assert link.flush(timeout=30), f"stalled with {outbox.stats().pending} messages in the outbox"
+        assert [m.json()["n"] for m in subscriber.wait_count(3, timeout=10)] == [0, 1, 2]
+        assert outbox.stats().set_aside == 1
+        assert [message_id for message_id, _ in told] == ["poison:reply"]
+        assert outbox.is_known("poison:reply"), "set aside, not forgotten: it is not tagged again"
+    finally:
+        link.stop()
+
+
+def test_a_message_over_the_brokers_maximum_packet_size_is_set_aside(
+    broker_factory: Any, outbox: Outbox
+) -> None:
+    """Issue 11, item 8: with `max_packet_size 1024` the daemon reconnected forever and nothing flowed."""
+    broker = broker_factory(extra_config="max_packet_size 1024\n")
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    big = json.dumps({"id": "big", "pad": "x" * 5000}).encode()
+    outbox.add(OutboxMessage("big", TOPICS.events("cam"), big))
+    outbox.add_many([event(n) for n in range(3)])
+    told: list[str] = []
+    link = link_for(broker, outbox)
+    link.on_set_aside = lambda message_id, why: told.append(why)
+    link.start()
+    try:
+        assert link.flush(timeout=30), f"stalled with {outbox.stats().pending} messages in the outbox"
+        assert [m.json()["n"] for m in subscriber.wait_count(3, timeout=10)] == [0, 1, 2]
+        assert len(told) == 1 and "maximum packet size 1,024" in told[0]
+        assert link.status.connections == 1, "no reconnect loop"
+    finally:
+        link.stop()
+
+
+def test_a_fake_echo_from_another_client_does_not_count_as_delivery(broker: Broker, outbox: Outbox) -> None:
+    """Regression (issue 11, item 7): `{"id": X}` published by anyone on the events topic made edgetag
+    take event X as delivered and never publish it."""
+    link = link_for(broker, outbox)
+    link.start()  # creates edgetag's persistent session, subscribed to its events topics
+    assert link.flush(timeout=10)
+    link.stop()
+    outbox.add_many([event(n) for n in range(3)])
+    hostile = broker.client("hostile")
+    for n in range(3):  # queued in edgetag's session: they arrive before edgetag publishes anything
+        hostile.publish(TOPICS.events("cam"), json.dumps({"id": f"{n:020x}"}).encode(), qos=1)
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    time.sleep(0.5)
+    link = link_for(broker, outbox)
+    link.start()
+    try:
+        assert link.flush(timeout=30)
+        subscriber.wait_until(lambda: sum("n" in m.json() for m in subscriber.messages) >= 3, timeout=10)
+        assert sorted(m.json()["n"] for m in subscriber.messages if "n" in m.json()) == [0, 1, 2]
+    finally:
+        link.stop()
+
+
+class FrozenOutbox(Outbox):
+    """Stops dead in the write that records a delivery, as a process SIGKILLed right there does."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.frozen = threading.Event()
+
+    def delivered_many(self, message_ids: Any) -> int:
+        self.frozen.set()
+        threading.Event().wait()
+        return 0
+
+    def delivered_echoes(self, echoes: Any) -> list[str]:
+        self.frozen.set()
+        threading.Event().wait()
+        return []
+
+
+def test_killed_between_the_echo_and_recording_it_publishes_no_duplicate(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Regression (issue 11, item 6): the echo was acknowledged before the outbox recorded it; a SIGKILL
+    in between lost the echo, and the event was published again after the restart."""
+    path = tmp_path / "frozen.db"
+    subscriber = Subscriber(broker, "edgetag/pi/events/#")
+    frozen = FrozenOutbox(path)
+    frozen.add(event(1))
+    first = link_for(broker, frozen)
+    first.start()
+    assert frozen.frozen.wait(10), "the echo came back"
+    first._stopping.set()  # the "killed" process: no reconnect, no more writes
+    connection = first._connection
+    assert connection is not None
+    connection.client.socket().shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+    time.sleep(0.5)
+    with Outbox(path) as outbox:
+        second = link_for(broker, outbox)
+        second.start()
+        try:
+            assert second.flush(timeout=30)
+            time.sleep(1.0)
+        finally:
+            second.stop()
+    assert [m.json()["n"] for m in subscriber.messages] == [1], "published once, not again after the kill"
