@@ -367,7 +367,7 @@ def test_a_name_that_is_not_utf8_is_tagged_remembered_and_the_source_goes_on(
 ) -> None:
     inbox, collector, source = started_source(tmp_path, state, watch_mode)
     try:
-        shutil.copy(SAMPLES / "chelsea.jpg", os.fsencode(inbox) + b"/bad-\xff.jpg")
+        shutil.copy(os.fsencode(SAMPLES / "chelsea.jpg"), os.fsencode(inbox) + b"/bad-\xff.jpg")
         (job,) = collector.take(1)
         assert job.name == "bad-\\xff.jpg", "events and logs get valid text"
         assert job.read is not None and job.read() == (SAMPLES / "chelsea.jpg").read_bytes()
