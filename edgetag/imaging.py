@@ -8,6 +8,7 @@ side, so each model's own input is a small, cheap resize of that one image.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -92,30 +93,41 @@ class Placement:
         return np.clip(mapped, 0.0, 1.0)
 
 
-def read_photo_file(path: Path, limits: ImageLimits) -> bytes:
-    """Read a photo file whole, refusing what is not a regular, non-empty file under the size limit."""
+def read_photo_file(path: Path, limits: ImageLimits, *, follow_symlinks: bool = True) -> bytes:
+    """Read a photo file whole, refusing what is not a regular, non-empty file under the size limit.
+
+    Opened without blocking (a FIFO with no writer would block a plain open forever) and checked
+    with fstat on the open file, so what is read is what was checked. A folder source passes
+    follow_symlinks=False: a link planted in a watched folder must not make edgetag read /etc/passwd.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        with path.open("rb") as handle:
-            info = os.fstat(handle.fileno())
-            if stat.S_ISDIR(info.st_mode):
-                raise PhotoError("not-a-file", "is a directory, not a photo")
-            if not stat.S_ISREG(info.st_mode):
-                raise PhotoError("not-a-file", "is not a regular file")
-            if info.st_size == 0:
-                raise PhotoError("empty", "empty file (0 bytes)")
-            if info.st_size > limits.max_bytes:
-                raise PhotoError(
-                    "too-large", f"file is {info.st_size:,} bytes, over the {limits.max_bytes:,}-byte limit"
-                )
-            return handle.read(limits.max_bytes + 1)
+        descriptor = os.open(path, flags)
     except FileNotFoundError:
         raise PhotoError("missing", "no such file") from None
-    except IsADirectoryError:
-        raise PhotoError("not-a-file", "is a directory, not a photo") from None
     except PermissionError:
         raise PhotoError("unreadable", "cannot read the file: permission denied") from None
     except OSError as error:
+        if error.errno == errno.ELOOP and not follow_symlinks:
+            raise PhotoError("not-a-file", "is a symbolic link (not followed in a watched folder)") from None
         raise PhotoError("unreadable", f"cannot read the file: {error.strerror or error}") from None
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise PhotoError("not-a-file", "is a directory, not a photo")
+        raise PhotoError("not-a-file", "is not a regular file")
+    with os.fdopen(descriptor, "rb") as handle:
+        if info.st_size == 0:
+            raise PhotoError("empty", "empty file (0 bytes)")
+        if info.st_size > limits.max_bytes:
+            raise PhotoError(
+                "too-large", f"file is {info.st_size:,} bytes, over the {limits.max_bytes:,}-byte limit"
+            )
+        try:
+            return handle.read(limits.max_bytes + 1)
+        except OSError as error:
+            raise PhotoError("unreadable", f"cannot read the file: {error.strerror or error}") from None
 
 
 def decode(data: bytes, name: str, working_side: int, limits: ImageLimits) -> Photo:

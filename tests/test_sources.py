@@ -7,9 +7,12 @@ by an object that behaves like Picamera2; the folder source watches real folders
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from edgetag.imaging import ImageLimits
 from edgetag.sources.base import Outcome, PhotoJob
 from edgetag.sources.camera import FRAME_FORMAT, CameraSource
 from edgetag.sources.folder import FolderSource, FolderState, is_candidate_name
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 
 class Collector:
@@ -339,3 +342,202 @@ def test_camera_frames_are_tagged_like_the_photo(tagger: Any) -> None:
     result = tagger.infer(tagger.prepare_image(Image.fromarray(frame), "frame"))
     assert result.sentence == "Image may contain: cat"
     assert threading.active_count() >= 1
+
+
+# --- hostile folders (issue 11) --------------------------------------------------------------------
+
+
+def started_source(
+    tmp_path: Path, state: FolderState, watch: str = "inotify", **options: Any
+) -> tuple[Path, Collector, FolderSource]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    config = FolderSourceConfig(
+        name="inbox", path=inbox, watch=watch,  # type: ignore[arg-type]
+        poll_seconds=0.1, settle_seconds=0.2, rescan_seconds=60.0, **options,
+    )  # fmt: skip
+    collector = Collector()
+    source = FolderSource(config, state, ImageLimits())
+    source.start(collector.submit, collector.report)
+    return inbox, collector, source
+
+
+def test_a_name_that_is_not_utf8_is_tagged_remembered_and_the_source_goes_on(
+    tmp_path: Path, state: FolderState, watch_mode: str
+) -> None:
+    inbox, collector, source = started_source(tmp_path, state, watch_mode)
+    try:
+        shutil.copy(os.fsencode(SAMPLES / "chelsea.jpg"), os.fsencode(inbox) + b"/bad-\xff.jpg")
+        (job,) = collector.take(1)
+        assert job.name == "bad-\\xff.jpg", "events and logs get valid text"
+        assert job.read is not None and job.read() == (SAMPLES / "chelsea.jpg").read_bytes()
+        job.finish(Outcome.TAGGED)
+        copy_in(SAMPLES / "coffee.jpg", inbox, "next.jpg")
+        (after,) = collector.take(1)
+        assert after.name == "next.jpg", "the source thread survived the name"
+        after.finish(Outcome.TAGGED)
+    finally:
+        source.stop()
+    again = folder_source(inbox, state, watch_mode)
+    again.start(collector.submit, collector.report)
+    try:
+        assert collector.nothing_more(1.0), "the odd name was remembered as tagged"
+    finally:
+        again.stop()
+
+
+def test_fifos_and_links_moved_in_are_skipped_without_blocking(tmp_path: Path, state: FolderState) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "pipe")
+    shutil.copy(SAMPLES / "chelsea.jpg", outside / "private.jpg")
+    inbox, collector, source = started_source(tmp_path, state)
+    try:
+        os.mkfifo(inbox / ".fifo.part")
+        (inbox / ".fifo.part").rename(inbox / "fifo.jpg")
+        (inbox / "to-fifo.jpg").symlink_to(outside / "pipe")
+        (inbox / "to-outside.jpg").symlink_to(outside / "private.jpg")
+        (inbox / "to-passwd.jpg").symlink_to("/etc/passwd")
+        for link in ("to-fifo.jpg", "to-outside.jpg", "to-passwd.jpg"):  # moved in, as a mv would
+            (inbox / link).rename(inbox / f"moved-{link}")
+        copy_in(SAMPLES / "coffee.jpg", inbox, "real.jpg")
+        (job,) = collector.take(1)
+        assert job.name == "real.jpg", "neither FIFOs nor symbolic links are offered"
+        assert collector.nothing_more()
+    finally:
+        source.stop()
+
+
+def test_reading_through_a_link_swapped_in_later_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "photo.jpg"
+    link.symlink_to(SAMPLES / "chelsea.jpg")
+    from edgetag.errors import PhotoError  # noqa: PLC0415
+    from edgetag.imaging import read_photo_file  # noqa: PLC0415
+
+    with pytest.raises(PhotoError, match="symbolic link"):
+        read_photo_file(link, ImageLimits(), follow_symlinks=False)
+
+
+def test_a_corrupt_state_file_is_moved_aside_and_the_source_works(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "folders.db"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not an SQLite database, it is garbage " * 100)
+    state = FolderState(path)
+    try:
+        inbox, collector, source = started_source(tmp_path, state)
+        try:
+            copy_in(SAMPLES / "chelsea.jpg", inbox, "cat.jpg")
+            (job,) = collector.take(1)
+            job.finish(Outcome.TAGGED)
+        finally:
+            source.stop()
+    finally:
+        state.close()
+    (aside,) = path.parent.glob("folders.db.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not an SQLite")
+
+
+def test_a_photo_whose_decode_killed_the_daemon_twice_is_skipped_with_an_error(
+    tmp_path: Path, state: FolderState
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SAMPLES / "chelsea.jpg", inbox / "killer.jpg")
+    past = time.time() - 60
+    os.utime(inbox / "killer.jpg", (past, past))
+    collector = Collector()
+    for _crash in range(2):  # each run reads the photo and dies before finishing it
+        source = folder_source(inbox, state, "inotify")
+        source.start(collector.submit, collector.report)
+        (job,) = collector.take(1)
+        assert job.read is not None and job.read()
+        source._stopping.set()  # a crash: no finish(), the source is simply gone
+        source.stop()
+    source = folder_source(inbox, state, "inotify")
+    source.start(collector.submit, collector.report)
+    try:
+        (job,) = collector.take(1)
+        from edgetag.errors import PhotoError  # noqa: PLC0415
+
+        assert job.read is not None
+        with pytest.raises(PhotoError, match="stopped 2 times while decoding") as error:
+            job.read()
+        assert error.value.reason == "decode-crashed"
+        job.finish(Outcome.FAILED)
+    finally:
+        source.stop()
+    again = folder_source(inbox, state, "inotify")
+    again.start(collector.submit, collector.report)
+    try:
+        assert collector.nothing_more(1.0), "skipped until it changes"
+    finally:
+        again.stop()
+
+
+def test_a_writer_that_pauses_over_a_rescan_is_not_read_half_written(
+    tmp_path: Path, state: FolderState
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = FolderSourceConfig(
+        name="inbox", path=inbox, watch="inotify", poll_seconds=0.1, settle_seconds=0.2, rescan_seconds=0.3
+    )
+    collector = Collector()
+    source = FolderSource(config, state, ImageLimits())
+    source.start(collector.submit, collector.report)
+    data = (SAMPLES / "coffee.jpg").read_bytes()
+    try:
+        time.sleep(0.3)
+        with (inbox / "ftp.jpg").open("wb") as handle:  # an FTP server writes the final name directly
+            handle.write(data[: len(data) // 2])
+            handle.flush()
+            time.sleep(1.5)  # a stall: several rescans see a half file untouched for over a second
+            assert collector.jobs.empty(), "a half-written file was offered"
+            handle.write(data[len(data) // 2 :])
+        (job,) = collector.take(1)
+        assert job.read is not None and job.read() == data
+    finally:
+        source.stop()
+
+
+UNREADABLE_RUN = """
+import json, sys, time
+from pathlib import Path
+from edgetag.config import FolderSourceConfig
+from edgetag.imaging import ImageLimits
+from edgetag.sources.folder import FolderSource, FolderState
+import edgetag.sources.folder as folder
+
+scans = []
+original = FolderSource._scan
+def counting(self, settle):
+    scans.append(time.monotonic())
+    return original(self, settle)
+FolderSource._scan = counting
+errors = []
+state = FolderState(Path(sys.argv[2]))
+config = FolderSourceConfig(name="inbox", path=Path(sys.argv[1]), poll_seconds=0.1)
+source = FolderSource(config, state, ImageLimits())
+source.start(lambda job: None, lambda *error: errors.append(error))
+time.sleep(3)
+source.stop()
+print(json.dumps({"scans": len(scans), "errors": [e[1] for e in errors]}))
+"""
+
+
+def test_an_unreadable_folder_is_reported_once_and_looked_at_less_and_less(tmp_path: Path) -> None:
+    """In a child without the capabilities that let root read any folder."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    inbox.chmod(0o000)
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    try:
+        done = subprocess.run(
+            [*drop, sys.executable, "-c", UNREADABLE_RUN, str(inbox), str(tmp_path / "folders.db")],
+            capture_output=True, text=True, timeout=60, check=True, cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        inbox.chmod(0o755)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["errors"] == ["folder-unreadable"], "reported once, not once per look"
+    assert result["scans"] <= 8, f"{result['scans']} looks in 3 s: it should back off"

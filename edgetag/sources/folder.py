@@ -18,17 +18,23 @@ import logging
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgetag.config import FolderSourceConfig
+from edgetag.errors import PhotoError
 from edgetag.events import event_id
 from edgetag.imaging import ImageLimits, read_photo_file
 from edgetag.sources.base import Outcome, PhotoJob, ReportError, Submit
 
 log = logging.getLogger(__name__)
+
+UNREADABLE_BACKOFF_MAX_SECONDS = 60.0
+WATCHED_SETTLE_SECONDS = 30.0
+"""With inotify, a file that only a rescan finds must be untouched this long (issue 11, item 16)."""
 
 TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", ".filepart", ".download")
 
@@ -46,38 +52,113 @@ class FileStamp:
     mtime_ns: int
 
 
+NameKey = str | bytes
+"""A file name as stored: the name itself, or its raw bytes when it is not valid UTF-8."""
+
+
+def name_key(name: str) -> NameKey:
+    """Linux names are bytes; os.scandir gives invalid UTF-8 as surrogates, which SQLite refuses."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
+def display_name(name: str) -> str:
+    """Valid text for events and logs: each byte that is not UTF-8 is shown as a \\xNN escape."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+MAX_ATTEMPTS = 2
+"""Decodes of one file that may end with the daemon gone (OOM-killed) before it is skipped."""
+
+
 class FolderState:
-    """The files each folder source has finished, in SQLite next to the outbox."""
+    """The files each folder source has finished, in SQLite next to the outbox.
+
+    `attempts` counts photos being decoded: a row is written before a photo is read and removed once
+    it is done, so a row found at start-up is a photo whose decode the daemon did not survive.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.path = path
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as error:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("-wal", "-shm", ""):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{path}{suffix}").replace(f"{aside}{suffix}")
+            log.error(
+                "the folder state %s is corrupt (%s): moved it aside to %s and started an empty one;"
+                " photos still in the folders are tagged again (those delivered today are recognised)",
+                path, error, aside,
+            )  # fmt: skip
+            self._db = self._connect()
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
             # NORMAL, not FULL: a mark lost to a power cut only makes the file offered again, and its
             # event id (name, size, time) is already in the durable outbox, which refuses it.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
+            db.execute("PRAGMA synchronous=NORMAL")
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS files (source TEXT, name TEXT, size INTEGER, mtime_ns INTEGER,"
                 " outcome TEXT, event_id TEXT, at REAL, PRIMARY KEY (source, name))"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS attempts (source TEXT, name TEXT, size INTEGER,"
+                " mtime_ns INTEGER, count INTEGER, PRIMARY KEY (source, name))"
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
 
-    def finished(self, source: str, name: str, stamp: FileStamp) -> bool:
+    def finished(self, source: str, name: NameKey, stamp: FileStamp) -> bool:
         with self._lock:
             row = self._db.execute(
                 "SELECT size, mtime_ns FROM files WHERE source = ? AND name = ?", (source, name)
             ).fetchone()
         return row is not None and FileStamp(row[0], row[1]) == stamp
 
-    def mark(self, source: str, name: str, stamp: FileStamp, outcome: Outcome, photo_id: str) -> None:
+    def mark(self, source: str, name: NameKey, stamp: FileStamp, outcome: Outcome, photo_id: str) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (source, name, stamp.size, stamp.mtime_ns, outcome.value, photo_id, time.time()),
             )
 
-    def forget_missing(self, source: str, present: set[str]) -> None:
+    def attempts(self, source: str, name: NameKey, stamp: FileStamp) -> int:
+        """How many decodes of this version of the file began and never finished."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count FROM attempts WHERE source = ? AND name = ? AND size = ? AND mtime_ns = ?",
+                (source, name, stamp.size, stamp.mtime_ns),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def begin(self, source: str, name: NameKey, stamp: FileStamp) -> None:
+        """A decode begins: count it (durably) before it can take the process down."""
+        count = self.attempts(source, name, stamp) + 1
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?)",
+                (source, name, stamp.size, stamp.mtime_ns, count),
+            )
+
+    def done(self, source: str, name: NameKey) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM attempts WHERE source = ? AND name = ?", (source, name))
+
+    def forget_missing(self, source: str, present: set[NameKey]) -> None:
         """Drop what no longer exists (deleted or moved away), so the table stays small."""
         with self._lock:
             names = [row[0] for row in self._db.execute("SELECT name FROM files WHERE source = ?", (source,))]
@@ -103,6 +184,8 @@ class FolderSource:
         self._thread: threading.Thread | None = None
         self._submit: Submit | None = None
         self._report: ReportError | None = None
+        self._skipped: set[str] = set()  # names not offered (links, FIFOs): warned about once
+        self._unreadable = False
         self.watching = "none"
 
     def start(self, submit: Submit, report_error: ReportError) -> None:
@@ -119,6 +202,7 @@ class FolderSource:
 
     def _run(self) -> None:
         missing_reported = False
+        backoff = self.config.poll_seconds
         while not self._stopping.is_set():
             if not self.folder.is_dir():
                 if not missing_reported:
@@ -135,16 +219,27 @@ class FolderSource:
             finally:
                 if watcher is not None:
                     watcher.close()
+            if self._unreadable:  # reported once; look again later and later, up to once a minute
+                self._stopping.wait(backoff)
+                backoff = min(max(backoff * 2, self.config.poll_seconds), UNREADABLE_BACKOFF_MAX_SECONDS)
+            else:
+                backoff = self.config.poll_seconds
 
     def _watch(self, watcher: _Inotify | None) -> None:
         """Scan, then wait for changes; returns when the folder disappears or the source stops."""
         self.watching = "inotify" if watcher else "polling"
         log.info("watching %s for photos (%s)", self.folder, self.watching)
         next_scan = 0.0
+        settle = self.config.settle_seconds
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= next_scan:
-                unsettled = self._scan()
+                unsettled = self._scan(settle)
+                if watcher is not None and unsettled == 0:
+                    # Once the files from before the watch are settled, every completed file comes
+                    # with an event; one that only a rescan finds is more likely a writer that paused
+                    # than a missed event: it must stand still longer.
+                    settle = max(settle, WATCHED_SETTLE_SECONDS)
                 if unsettled is None:
                     return
                 # A file that is still settling (say it arrived just before the watch began) is
@@ -160,67 +255,102 @@ class FolderSource:
             if rescan:
                 next_scan = 0.0
             for name in names:
-                self._consider(name, settled_only=False)
+                self._consider(name, settle=None)
 
-    def _scan(self) -> int | None:
+    def _scan(self, settle: float) -> int | None:
         """Look at every file; returns how many are still settling, or None if the folder is unreadable."""
         try:
             names = {entry.name for entry in os.scandir(self.folder) if entry.is_file(follow_symlinks=False)}
         except OSError as error:
-            self._error("folder-unreadable", f"cannot list {self.folder}: {error.strerror or error}")
+            if not self._unreadable:
+                self._error("folder-unreadable", f"cannot list {self.folder}: {error.strerror or error}")
+                self._unreadable = True
             return None
-        unsettled = sum(not self._consider(name, settled_only=True) for name in sorted(names))
-        self._state.forget_missing(self.name, names)
+        if self._unreadable:
+            log.info("%s: %s can be read again", self.name, self.folder)
+            self._unreadable = False
+        unsettled = sum(not self._consider(name, settle) for name in sorted(names))
+        self._state.forget_missing(self.name, {name_key(name) for name in names})
         with self._lock:
             self._last_seen = {n: s for n, s in self._last_seen.items() if n in names}
+            self._skipped &= names
         return unsettled
 
-    def _consider(self, name: str, settled_only: bool) -> bool:
-        """Offer a complete photo not tagged in this version. False if the file is still settling."""
+    def _consider(self, name: str, settle: float | None) -> bool:
+        """Offer a complete photo not tagged in this version. False if the file is still settling.
+
+        `settle`: seconds the file must have been untouched (None: an event said it is complete).
+        """
         if self._stopping.is_set() or not is_candidate_name(name):
             return True
         path = self.folder / name
-        try:
-            info = path.stat()
-        except OSError:
+        stamp = self._regular_file_stamp(name, path)
+        if stamp is None:
             return True
-        stamp = FileStamp(info.st_size, info.st_mtime_ns)
         with self._lock:
             previous = self._last_seen.get(name)
             self._last_seen[name] = stamp
             if name in self._in_flight:
                 return True
-        if settled_only and not self._settled(stamp, previous):
+        if settle is not None and not _settled(stamp, previous, settle):
             return False
-        if self._state.finished(self.name, name, stamp):
+        key = name_key(name)
+        if self._state.finished(self.name, key, stamp):
             return True
         with self._lock:
             self._in_flight.add(name)
+        attempts = self._state.attempts(self.name, key, stamp)
         job = PhotoJob(
             source=self.name,
-            name=name,
-            id=event_id(self.name, name, stamp.size, stamp.mtime_ns),
-            read=functools.partial(read_photo_file, path, self._limits),
+            name=display_name(name),
+            id=event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns),
+            read=functools.partial(self._read, key, stamp, path, attempts),
             on_finish=functools.partial(self._finished, name, stamp),
         )
         assert self._submit is not None
         self._submit(job)
         return True
 
-    def _settled(self, stamp: FileStamp, previous: FileStamp | None) -> bool:
-        """Complete when polled: unchanged since last seen, and untouched for settle_seconds."""
-        age = time.time() - stamp.mtime_ns / 1e9
-        return age >= self.config.settle_seconds and (previous is None or previous == stamp)
+    def _read(self, key: NameKey, stamp: FileStamp, path: Path, attempts: int) -> bytes:
+        """The job's bytes; a photo whose decode the daemon did not survive twice is skipped."""
+        if attempts >= MAX_ATTEMPTS:
+            raise PhotoError(
+                "decode-crashed",
+                f"edgetag stopped {attempts} times while decoding this photo (out of memory?);"
+                " skipped until the file changes",
+            )
+        self._state.begin(self.name, key, stamp)
+        return read_photo_file(path, self._limits, follow_symlinks=False)
+
+    def _regular_file_stamp(self, name: str, path: Path) -> FileStamp | None:
+        """A regular file's stamp; None for what is gone or not a regular file (links are not followed)."""
+        try:
+            info = path.lstat()
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self._skip(name, "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file")
+            return None
+        return FileStamp(info.st_size, info.st_mtime_ns)
+
+    def _skip(self, name: str, why: str) -> None:
+        with self._lock:
+            if name in self._skipped:
+                return
+            self._skipped.add(name)
+        log.warning("%s: not offering %s: it is %s", self.name, display_name(name), why)
 
     # --- after the pipeline is done with a file ---------------------------------------------------
 
     def _finished(self, name: str, stamp: FileStamp, outcome: Outcome) -> None:
+        key = name_key(name)
+        self._state.done(self.name, key)
         with self._lock:
             self._in_flight.discard(name)
         if outcome is Outcome.ABANDONED:
             return  # offered again on the next start
-        job_id = event_id(self.name, name, stamp.size, stamp.mtime_ns)
-        self._state.mark(self.name, name, stamp, outcome, job_id)
+        job_id = event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns)
+        self._state.mark(self.name, key, stamp, outcome, job_id)
         if outcome is Outcome.FAILED or self.config.after == "keep":
             return
         path = self.folder / name
@@ -230,7 +360,10 @@ class FolderSource:
             elif self.config.move_to is not None:
                 self._move(path)
         except OSError as error:
-            self._error("after-failed", f"could not {self.config.after} {path}: {error.strerror or error}")
+            self._error(
+                "after-failed",
+                f"could not {self.config.after} {display_name(str(path))}: {error.strerror or error}",
+            )
 
     def _move(self, path: Path) -> None:
         assert self.config.move_to is not None
@@ -257,6 +390,12 @@ class FolderSource:
             if self.config.watch == "inotify":
                 self._error("inotify-unavailable", f"inotify is unavailable for {self.folder}: {error}")
             return None
+
+
+def _settled(stamp: FileStamp, previous: FileStamp | None, settle: float) -> bool:
+    """Complete when polled: unchanged since last seen, and untouched for `settle` seconds."""
+    age = time.time() - stamp.mtime_ns / 1e9
+    return age >= settle and (previous is None or previous == stamp)
 
 
 class _Inotify:
