@@ -142,7 +142,6 @@ class Tagger:
     ) -> None:
         self.classifier, self.detector, self.faces = classifier, detector, faces
         self.expressions = expressions if faces is not None else None
-        self.vocabulary = vocabulary
         self.threshold = threshold
         self.limits = limits or ImageLimits()
         loaded: list[ImageModel] = [m for m in (classifier, detector, faces) if m is not None]

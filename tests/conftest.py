@@ -41,20 +41,27 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def png_bomb(side: int = 20000) -> bytes:
-    """A real, valid greyscale PNG of side x side black pixels: ~400 MB decoded, a few hundred KB on disk."""
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+def png_of(width: int, height: int, colour_type: int, bands: int) -> bytes:
+    """A valid 8-bit PNG of black pixels, written row by row: a few hundred KB however large."""
     compressor = zlib.compressobj(9)
-    row = b"\x00" * (side + 1)  # filter byte + pixels
-    rows_per_chunk = 500
-    parts = [compressor.compress(row * rows_per_chunk) for _ in range(side // rows_per_chunk)]
+    row = b"\x00" * (width * bands + 1)  # filter byte + pixels
+    rows_per_part = max(1, 4_000_000 // len(row))
+    parts = []
+    for start in range(0, height, rows_per_part):
+        parts.append(compressor.compress(row * min(rows_per_part, height - start)))
     parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + png_chunk(b"IHDR", header)
         + png_chunk(b"IDAT", b"".join(parts))
         + png_chunk(b"IEND", b"")
     )
+
+
+def png_bomb(side: int = 20000) -> bytes:
+    """A real, valid greyscale PNG of side x side black pixels: ~400 MB decoded, a few hundred KB on disk."""
+    return png_of(side, side, colour_type=0, bands=1)
 
 
 @pytest.fixture(scope="session")

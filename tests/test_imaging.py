@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from PIL import Image
 
 from edgetag.errors import PhotoError
 from edgetag.imaging import ImageLimits, Placement, decode, fit, load_photo, read_photo_file
-from tests.conftest import SAMPLES, jpeg_bytes, png_chunk
+from tests.conftest import SAMPLES, jpeg_bytes, png_of
 
 WORKING_SIDE = 300
 LIMITS = ImageLimits()
@@ -204,24 +202,6 @@ def test_fit_modes_and_placement() -> None:
 
 
 # --- decompression bombs: memory, not just pixels ---------------------------------------------------
-
-
-def png_of(width: int, height: int, colour_type: int, bands: int) -> bytes:
-    """A valid 8-bit PNG of black pixels, written row by row: a few hundred KB however large."""
-    compressor = zlib.compressobj(9)
-    row = b"\x00" * (width * bands + 1)  # filter byte + pixels
-    rows_per_part = max(1, 4_000_000 // len(row))
-    parts = []
-    for start in range(0, height, rows_per_part):
-        parts.append(compressor.compress(row * min(rows_per_part, height - start)))
-    parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", b"".join(parts))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(scope="session")

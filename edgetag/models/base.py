@@ -128,6 +128,14 @@ class ImageModel:
         pixels, placement = fit(image, self.input.width, self.input.height, self.input.fit)
         return ModelInput(np.take(self._pixel_table, pixels), placement)
 
+    def check_outputs_fit(self, labels: list[str], what: str) -> None:
+        """The first output has one value per label, or the label file belongs to another model."""
+        values = self.model.outputs[0].shape[-1]
+        if values != len(labels):
+            raise ModelError(
+                f"{self.info.name}: the model has {values} {what} but its label file has {len(labels)} labels"
+            )
+
     def invoke(self, prepared: ModelInput) -> list[FloatArray]:
         """Run the interpreter on a prepared input; real-valued outputs. Interpreter thread only."""
         self.model.set_stored_input(prepared.tensor)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from edgetag.errors import ModelError
 from edgetag.models.base import ImageModel, ModelInput, PackModelSpec, output_format
 from edgetag.runtime import FloatArray
 
@@ -19,12 +18,7 @@ class Classifier(ImageModel):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        classes = self.model.outputs[0].shape[-1]
-        if classes != len(self.labels):
-            raise ModelError(
-                f"{self.info.name}: the model has {classes} classes but its label file has "
-                f"{len(self.labels)} labels"
-            )
+        self.check_outputs_fit(self.labels, "classes")
 
     def run(self, prepared: ModelInput) -> FloatArray:
         """One probability per label."""

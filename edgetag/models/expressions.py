@@ -26,12 +26,7 @@ class ExpressionModel(ImageModel):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        classes = self.model.outputs[0].shape[-1]
-        if classes != len(self.labels):
-            raise ModelError(
-                f"{self.info.name}: the model has {classes} outputs but its label file has "
-                f"{len(self.labels)} labels"
-            )
+        self.check_outputs_fit(self.labels, "outputs")
         if SMILE_LABEL not in self.labels:
             raise ModelError(f"{self.info.name}: its labels have no {SMILE_LABEL!r} expression")
         self._smile_index = self.labels.index(SMILE_LABEL)
