@@ -246,10 +246,11 @@ def test_a_reload_says_reloading_then_ready_and_never_stopping(
         assert daemon.process is not None
         os.kill(daemon.process.pid, signal.SIGHUP)  # the config is unchanged and valid: a full reload
         notify_socket.wait_for("RELOADING=1")
-        daemon.wait_log("running as", count=2)
-        lines = notify_socket.lines()
-        reloading = lines.index("RELOADING=1")
-        assert "READY=1" in lines[reloading:], "READY=1 again once the new config runs"
+        daemon.wait_log("running as", count=2)  # logged just before the new daemon sends READY=1
+        deadline = time.monotonic() + 10
+        while "READY=1" not in (lines := notify_socket.lines())[lines.index("RELOADING=1") :]:
+            assert time.monotonic() < deadline, f"READY=1 again once the new config runs: {lines}"
+            time.sleep(0.05)
         assert "STOPPING=1" not in lines, f"a reload must not look like a stop: {lines}"
         assert daemon.stop() == 0
         notify_socket.wait_for("STOPPING=1", timeout=5)  # a real stop still says so
