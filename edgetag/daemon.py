@@ -44,7 +44,7 @@ from edgetag.homeassistant import discovery_messages, status_is_online, status_t
 from edgetag.hooks import Hooks
 from edgetag.mqtt import Ack, Incoming, LinkSettings, MqttLink
 from edgetag.notify import Notifier
-from edgetag.outbox import Outbox, OutboxMessage
+from edgetag.outbox import Outbox, OutboxMessage, Priority
 from edgetag.sources.base import Outcome, PhotoJob, Source
 from edgetag.sources.camera import CameraFactory, CameraSource, open_picamera2
 from edgetag.sources.folder import FolderSource, FolderState
@@ -149,7 +149,7 @@ class Pipeline:
         error = ErrorEvent(
             event_id(source, reason, time.time_ns()), self.device, source, now_iso(), photo, reason, message
         )
-        self._store([OutboxMessage(error.id, self.topics.errors, error.to_json())])
+        self._store([OutboxMessage(error.id, self.topics.errors, error.to_json(), priority=Priority.NOTICE)])
         self.stats.failed()
 
     def stop(self, timeout: float) -> bool:
@@ -221,7 +221,9 @@ class Pipeline:
             failure = ErrorEvent(
                 job.id, self.device, job.source, now_iso(), job.name, error.reason, str(error)
             )
-            message = OutboxMessage(failure.id, self.topics.errors, failure.to_json())
+            message = OutboxMessage(
+                failure.id, self.topics.errors, failure.to_json(), priority=Priority.PHOTO_ERROR
+            )
             return _Described(job, [message], Outcome.FAILED, None, str(error))
         result = self.tagger.infer(decoded.prepared)
         event = TagEvent(job.id, self.device, job.source, now_iso(), result)
@@ -458,7 +460,9 @@ class Daemon:
 
     def _publish_for_hook(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         message_id = event_id("hook", topic, time.time_ns())
-        self.outbox.add(OutboxMessage(message_id, topic, payload, qos=qos, retain=retain))
+        self.outbox.add(
+            OutboxMessage(message_id, topic, payload, qos=qos, retain=retain, priority=Priority.NOTICE)
+        )
         self.link.outbox_changed()
 
     def _publish_discovery(self) -> None:

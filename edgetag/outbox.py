@@ -4,7 +4,9 @@ An event is committed to an SQLite file before its photo counts as done, and del
 broker has it, so after a broker outage or a crash the rest is published again, in order. Ids of
 delivered events are remembered for a while: a photo offered again after a crash is recognised and
 refused. The queue is bounded by count and age, so a Pi that stays offline for weeks drops its
-oldest events (and counts them) instead of filling its SD card.
+oldest events (and counts them) instead of filling its SD card. When it is full, notices (a folder
+that cannot be read, a broken camera) go first, then error events of photos, and tag events last:
+a flood of errors can never push out what a photo said.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Self
 
@@ -24,7 +27,7 @@ from edgetag.errors import EdgetagError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _BUSY_TIMEOUT_SECONDS = 10.0
 
 # AUTOINCREMENT: a seq is never reused, even after the newest message is deleted.
@@ -37,7 +40,8 @@ CREATE TABLE IF NOT EXISTS pending (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     properties TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 2
 );
 CREATE INDEX IF NOT EXISTS pending_created ON pending (created);
 CREATE TABLE IF NOT EXISTS delivered (id TEXT PRIMARY KEY, at REAL NOT NULL);
@@ -53,6 +57,19 @@ CREATE TABLE IF NOT EXISTS set_aside (
 """
 # set_aside: messages the broker can never take (a bad topic, over its packet size). Kept for a
 # person to look at, out of the queue, so one of them cannot stop every later event.
+_MIGRATIONS = {
+    # version 1 -> 2: messages gained a priority (what a full outbox drops first); old rows are events.
+    1: "ALTER TABLE pending ADD COLUMN priority INTEGER NOT NULL DEFAULT 2",
+}
+_INDEXES = "CREATE INDEX IF NOT EXISTS pending_priority ON pending (priority, seq);"
+
+
+class Priority(IntEnum):
+    """What a full outbox keeps longest: the lowest priority is dropped first, oldest first."""
+
+    NOTICE = 0  # about a source or the daemon, not one photo (an unreadable folder, a hook's publish)
+    PHOTO_ERROR = 1  # a photo that could not be tagged: its only event
+    EVENT = 2  # a tag event or its reply
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class OutboxMessage:
     qos: int = 1
     retain: bool = False
     properties: dict[str, str] = field(default_factory=dict)
+    priority: Priority = Priority.EVENT
 
 
 @dataclass(frozen=True)
@@ -128,12 +146,13 @@ class Outbox:
             (count,) = db.execute("SELECT COUNT(*) FROM pending").fetchone()
             excess = max(0, count - self.max_messages)
             db.execute(
-                "DELETE FROM pending WHERE seq IN (SELECT seq FROM pending ORDER BY seq LIMIT ?)", (excess,)
+                "DELETE FROM pending WHERE seq IN (SELECT seq FROM pending ORDER BY priority, seq LIMIT ?)",
+                (excess,),
             )
             total = self._count_dropped(db, excess)
         if excess:
             log.warning(
-                "outbox full at %d: dropped the %d oldest unsent (%d in all)",
+                "outbox full at %d: dropped %d unsent, notices and errors before events (%d in all)",
                 self.max_messages,
                 excess,
                 total,
@@ -144,15 +163,17 @@ class Outbox:
         """Up to `limit` pending messages with seq > after_seq, oldest first."""
         with self._transaction(write=False) as db:
             rows = db.execute(
-                "SELECT seq, id, topic, payload, qos, retain, properties, created FROM pending"
+                "SELECT seq, id, topic, payload, qos, retain, properties, created, priority FROM pending"
                 " WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
         return [
             StoredMessage(
-                seq, OutboxMessage(id_, topic, payload, qos, bool(retain), json.loads(props)), created
+                seq,
+                OutboxMessage(id_, topic, payload, qos, bool(retain), json.loads(props), Priority(priority)),
+                created,
             )
-            for seq, id_, topic, payload, qos, retain, props, created in rows
+            for seq, id_, topic, payload, qos, retain, props, created, priority in rows
         ]
 
     def delivered(self, message_id: str) -> bool:
@@ -263,8 +284,8 @@ class Outbox:
         if self._known(db, message.id, now):
             return False
         db.execute(
-            "INSERT INTO pending (id, topic, payload, qos, retain, properties, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending (id, topic, payload, qos, retain, properties, created, priority)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message.id,
                 message.topic,
@@ -273,6 +294,7 @@ class Outbox:
                 int(message.retain),
                 json.dumps(message.properties, sort_keys=True),
                 now,
+                int(message.priority),
             ),
         )
         return True
@@ -334,6 +356,14 @@ class Outbox:
                 (SCHEMA_VERSION,),
             )
             (version,) = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            while version in _MIGRATIONS:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_MIGRATIONS[version])
+                version += 1
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+                db.execute("COMMIT")
+            if version == SCHEMA_VERSION:
+                db.executescript(_INDEXES)
         except BaseException:
             db.close()
             raise

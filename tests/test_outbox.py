@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgetag.errors import EdgetagError
-from edgetag.outbox import Outbox, OutboxError, OutboxMessage, StoredMessage
+from edgetag.outbox import Outbox, OutboxError, OutboxMessage, Priority, StoredMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -363,7 +363,7 @@ def test_a_database_that_fails_the_integrity_check_is_moved_aside(
     with caplog.at_level(logging.ERROR, logger="edgetag.outbox"), Outbox(path, clock=clock) as box:
         assert box.pending() == []
     assert path.with_name(f"outbox.db.corrupt-{int(clock.now)}").is_file()
-    assert any("NULL value in pending.extra" in record.getMessage() for record in caplog.records)
+    assert any("value in pending.extra" in record.getMessage() for record in caplog.records)
 
 
 def test_an_uncreatable_location_raises_outbox_error_naming_the_path(tmp_path: Path) -> None:
@@ -390,9 +390,9 @@ def test_a_path_that_is_a_folder_raises_and_is_not_moved_aside(tmp_path: Path) -
 def test_a_newer_schema_is_refused_not_overwritten(path: Path) -> None:
     Outbox(path).close()
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+        db.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
     db.close()
-    with pytest.raises(OutboxError, match="schema version 2"):
+    with pytest.raises(OutboxError, match="schema version 99"):
         Outbox(path)
     assert list(path.parent.glob("*.corrupt-*")) == []
 
@@ -403,3 +403,44 @@ def test_using_a_closed_outbox_raises_outbox_error(path: Path) -> None:
     box.close()
     with pytest.raises(OutboxError, match="closed"):
         box.add(message("a"))
+
+
+def test_a_full_outbox_drops_notices_then_photo_errors_and_never_an_event_for_them(path: Path) -> None:
+    with Outbox(path, max_messages=4) as outbox:
+        outbox.add(OutboxMessage("event-1", "t", b"1"))
+        outbox.add(OutboxMessage("event-2", "t", b"2"))
+        outbox.add(OutboxMessage("photo-error", "e", b"p", priority=Priority.PHOTO_ERROR))
+        for number in range(50):  # a folder that cannot be read, reported again and again
+            outbox.add(OutboxMessage(f"notice-{number}", "e", b"n", priority=Priority.NOTICE))
+        outbox.add(OutboxMessage("photo-error-2", "e", b"p", priority=Priority.PHOTO_ERROR))
+        ids = [stored.message.id for stored in outbox.pending()]
+        assert ids == ["event-1", "event-2", "photo-error", "photo-error-2"]
+        outbox.add(OutboxMessage("event-3", "t", b"3"))
+        outbox.add(OutboxMessage("event-4", "t", b"4"))
+        assert [stored.message.id for stored in outbox.pending()] == [f"event-{n}" for n in range(1, 5)]
+        assert [stored.message.priority for stored in outbox.pending()] == [Priority.EVENT] * 4
+        outbox.add(OutboxMessage("event-5", "t", b"5"))  # only events left: the oldest event goes
+        assert [stored.message.id for stored in outbox.pending()] == [f"event-{n}" for n in range(2, 6)]
+        assert outbox.stats().dropped_total == 50 + 2 + 1
+
+
+def test_an_outbox_of_schema_1_is_migrated_and_keeps_its_events(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:  # the file edgetag 0.x (schema 1) wrote
+        db.executescript(
+            "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+            " topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+            " properties TEXT NOT NULL, created REAL NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', 1), ('dropped_total', 3);"
+            "INSERT INTO pending (id, topic, payload, qos, retain, properties, created)"
+            " VALUES ('old-event', 't', x'7b7d', 1, 0, '{}', 1.0);"
+        )
+    db.close()
+    with Outbox(path) as outbox:
+        [stored] = outbox.pending()
+        assert (stored.message.id, stored.message.priority) == ("old-event", Priority.EVENT)
+        assert outbox.stats().dropped_total == 3
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (2,)
+    db.close()
