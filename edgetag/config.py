@@ -873,6 +873,21 @@ def mqtt_client_id(config: Config) -> str:
     return config.mqtt.client_id or f"edgetag-{config.device.name}"
 
 
+INCOMING_HEADROOM_BYTES = 1024 * 1024
+"""Above the largest source's max_bytes: a payload a little too big still gets its too-large event."""
+
+
+def max_incoming_bytes(config: Config) -> int:
+    """The largest MQTT packet edgetag takes (v5 Maximum Packet Size; the broker drops bigger ones).
+
+    Over an MQTT source's max_bytes a payload gets a too-large error event; over this it never
+    reaches edgetag's memory at all. Commands, Home Assistant's status and echoes of edgetag's
+    own events are small, so 1 MiB covers them when there is no MQTT source.
+    """
+    largest = max((s.max_bytes for s in config.sources if isinstance(s, MqttSourceConfig)), default=0)
+    return largest + INCOMING_HEADROOM_BYTES
+
+
 def mqtt_password(config: Config, env: Mapping[str, str] | None = None) -> str | None:
     """The inline password, else password_file's content, else the systemd credential, else None."""
     mqtt = config.mqtt

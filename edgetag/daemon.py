@@ -32,6 +32,7 @@ from edgetag.config import (
     FolderSourceConfig,
     MqttSourceConfig,
     image_limits,
+    max_incoming_bytes,
     model_settings,
     mqtt_client_id,
     mqtt_password,
@@ -413,6 +414,7 @@ class Daemon:
             key_file=mqtt.key_file,
             reconnect_min_seconds=mqtt.reconnect_min_seconds,
             reconnect_max_seconds=mqtt.reconnect_max_seconds,
+            max_incoming_bytes=max_incoming_bytes(self.config),
         )
 
     def _check_concepts(self) -> None:

@@ -72,6 +72,9 @@ class LinkSettings:
     reconnect_max_seconds: float = 60.0
     echo_timeout_seconds: float = 30.0
     """An acknowledged event that has not come back by then is taken as delivered (see _settle)."""
+    max_incoming_bytes: int | None = None
+    """MQTT v5: the broker must not send us larger packets (it drops them), so a huge payload never
+    reaches memory. MQTT 3.1.1 has no such promise: there the broker's own limit is the only guard."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +370,8 @@ class MqttLink:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
         properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        if self.settings.max_incoming_bytes is not None:
+            properties.MaximumPacketSize = self.settings.max_incoming_bytes
         return {"clean_start": False, "properties": properties}
 
     # --- paho callbacks (its network thread) ---------------------------------------------------------

@@ -382,6 +382,24 @@ def test_bad_files_and_payloads_get_error_events_and_the_daemon_keeps_serving(
         assert error["message"]
 
 
+def test_a_payload_far_over_max_bytes_never_reaches_the_daemon(
+    broker: Broker, tmp_path: Path, start_daemon: Any
+) -> None:
+    """MQTT v5's Maximum Packet Size: the broker drops it, so 150 MB cannot exhaust a Pi's memory."""
+    subscriber = Subscriber(broker, "edgetag/pi/#")
+    daemon = start_daemon(broker, sources=[
+        {"type": "mqtt", "name": "cams", "topic": "cams/jpeg", "max_bytes": 200_000},
+    ])  # fmt: skip
+    camera = broker.client("camera")
+    camera.publish("cams/jpeg", b"\xff\xd8" + bytes(3 * 1024 * 1024), qos=1)  # > max_bytes + 1 MiB
+    camera.publish("cams/jpeg", (SAMPLES / "coffee.jpg").read_bytes(), qos=1)
+    [event] = wait_events(subscriber, 1, topic="edgetag/pi/events/+")
+    assert event["photo"]["name"] == "cams/jpeg"
+    time.sleep(1.0)
+    assert events(subscriber, "edgetag/pi/errors") == []  # it never arrived: no too-large event
+    assert "too-large" not in daemon.log()
+
+
 def test_a_malformed_config_stops_with_a_message_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[mqtt]\nport = "eighteen"\nprot = 1\n', encoding="utf-8")
