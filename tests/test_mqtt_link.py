@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -28,9 +29,11 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box.close()
 
 
-def link_for(broker: Broker, outbox: Outbox, echo_timeout_seconds: float = 30.0) -> MqttLink:
+def link_for(
+    broker: Broker, outbox: Outbox, echo_timeout_seconds: float = 30.0, protocol: str = "5"
+) -> MqttLink:
     settings = LinkSettings(
-        host=broker.host, port=broker.port, client_id="edgetag-pi",
+        host=broker.host, port=broker.port, client_id="edgetag-pi", protocol=protocol,
         username=broker.username, password=broker.password,
         reconnect_min_seconds=0.2, reconnect_max_seconds=1.0, echo_timeout_seconds=echo_timeout_seconds,
     )  # fmt: skip
@@ -166,6 +169,44 @@ def test_a_message_over_the_brokers_maximum_packet_size_is_set_aside(
         assert link.status.connections == 1, "no reconnect loop"
     finally:
         link.stop()
+
+
+def test_a_broker_that_drops_us_for_each_message_gets_ever_slower_reconnects(
+    broker_factory: Any, outbox: Outbox
+) -> None:
+    """Issue 11, item 8: MQTT 3.1.1 has no maximum packet size to respect; the broker hangs up on each
+    try. Backoff must grow across such short connections (it was reset on each connect: 100 per 15 s)."""
+    broker = broker_factory(extra_config="max_packet_size 1024\n")
+    outbox.add(OutboxMessage("big", TOPICS.events("cam"), json.dumps({"pad": "x" * 5000}).encode()))
+    link = link_for(broker, outbox, protocol="3.1.1")
+    link.start()
+    try:
+        time.sleep(5.0)  # 0.2 + 0.4 + 0.8 + 1 + 1 + 1 s of pauses: at most 7 tries, not 25
+        assert 2 <= link.status.connections <= 7
+    finally:
+        link.stop()
+
+
+def test_two_daemons_with_one_client_id_are_told_so_in_the_log(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11, item 21: two daemons with the same client id pushed each other off with no hint."""
+    first, second = Outbox(tmp_path / "first.db"), Outbox(tmp_path / "second.db")
+    links = [link_for(broker, first), link_for(broker, second)]
+    with caplog.at_level(logging.WARNING, logger="edgetag.mqtt"):
+        for link in links:
+            link.start()
+        try:
+            deadline = time.monotonic() + 15
+            hint = "our client id 'edgetag-pi'"  # the taken-over session, or the flapping it causes
+            while time.monotonic() < deadline and not any(hint in r.getMessage() for r in caplog.records):
+                time.sleep(0.1)
+        finally:
+            for link in links:
+                link.stop()
+            first.close()
+            second.close()
+    assert any(hint in record.getMessage() for record in caplog.records)
 
 
 def test_a_fake_echo_from_another_client_does_not_count_as_delivery(broker: Broker, outbox: Outbox) -> None:
