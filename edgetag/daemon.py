@@ -194,7 +194,10 @@ class Pipeline:
             except Exception:  # one photo must never stop the daemon
                 job = item if isinstance(item, PhotoJob) else item.job
                 log.exception("unexpected error with %s/%s", job.source, job.name)
-                job.finish(Outcome.ABANDONED)
+                try:
+                    job.finish(Outcome.ABANDONED)
+                except Exception:  # nor its source failing to take it back
+                    log.exception("%s could not take back %s", job.source, job.name)
             finally:
                 with self._busy_lock:
                     self._busy -= 1

@@ -71,6 +71,9 @@ def display_name(name: str) -> str:
 
 
 MAX_ATTEMPTS = 2
+ABANDONED_RETRY_SECONDS = 2.0
+"""A photo abandoned while running (its event could not be stored: a full disk) is offered again
+after this, then after twice as long each time it happens again, up to `rescan_seconds`."""
 """Decodes of one file that may end with the daemon gone (OOM-killed) before it is skipped."""
 
 
@@ -186,6 +189,9 @@ class FolderSource:
         self._report: ReportError | None = None
         self._skipped: set[str] = set()  # names not offered (links, FIFOs): warned about once
         self._unreadable = False
+        self._abandoned: dict[str, FileStamp] = {}  # to offer again at _retry_at, if unchanged
+        self._retry_at: float | None = None
+        self._retry_delay = ABANDONED_RETRY_SECONDS
         self.watching = "none"
 
     def start(self, submit: Submit, report_error: ReportError) -> None:
@@ -232,6 +238,7 @@ class FolderSource:
         next_scan = 0.0
         settle = self.config.settle_seconds
         while not self._stopping.is_set():
+            self._retry_abandoned()
             now = time.monotonic()
             if now >= next_scan:
                 unsettled = self._scan(settle)
@@ -246,10 +253,11 @@ class FolderSource:
                 # looked at again soon; otherwise inotify covers changes until the next rescan.
                 calm = watcher is not None and unsettled == 0
                 next_scan = now + (self.config.rescan_seconds if calm else self.config.poll_seconds)
+            wake = min(next_scan, self._retry_at or next_scan)
             if watcher is None:
-                self._stopping.wait(max(0.05, next_scan - time.monotonic()))
+                self._stopping.wait(max(0.05, wake - time.monotonic()))
                 continue
-            names, rescan, gone = watcher.read(timeout=min(1.0, max(0.05, next_scan - time.monotonic())))
+            names, rescan, gone = watcher.read(timeout=min(1.0, max(0.05, wake - time.monotonic())))
             if gone:
                 return
             if rescan:
@@ -270,7 +278,10 @@ class FolderSource:
             log.info("%s: %s can be read again", self.name, self.folder)
             self._unreadable = False
         unsettled = sum(not self._consider(name, settle) for name in sorted(names))
-        self._state.forget_missing(self.name, {name_key(name) for name in names})
+        try:
+            self._state.forget_missing(self.name, {name_key(name) for name in names})
+        except sqlite3.Error as error:  # a full disk: the table is tidied on a later scan
+            log.warning("%s: cannot tidy the folder state (%s)", self.name, error)
         with self._lock:
             self._last_seen = {n: s for n, s in self._last_seen.items() if n in names}
             self._skipped &= names
@@ -311,6 +322,16 @@ class FolderSource:
         self._submit(job)
         return True
 
+    def _retry_abandoned(self) -> None:
+        """Offer again, once it is time, the photos abandoned while running, if they did not change."""
+        with self._lock:
+            if self._retry_at is None or time.monotonic() < self._retry_at:
+                return
+            retry, self._abandoned, self._retry_at = self._abandoned, {}, None
+        for name, stamp in retry.items():
+            if self._regular_file_stamp(name, self.folder / name) == stamp:
+                self._consider(name, settle=None)
+
     def _read(self, key: NameKey, stamp: FileStamp, path: Path, attempts: int) -> bytes:
         """The job's bytes; a photo whose decode the daemon did not survive twice is skipped."""
         if attempts >= MAX_ATTEMPTS:
@@ -344,13 +365,27 @@ class FolderSource:
 
     def _finished(self, name: str, stamp: FileStamp, outcome: Outcome) -> None:
         key = name_key(name)
-        self._state.done(self.name, key)
+        try:
+            self._state.done(self.name, key)
+            if outcome is not Outcome.ABANDONED:
+                job_id = event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns)
+                self._state.mark(self.name, key, stamp, outcome, job_id)
+        except sqlite3.Error as error:
+            # A full disk. If the event is stored, a photo offered again is refused by its id, so
+            # nothing is tagged twice; the file is kept until edgetag can record it.
+            log.warning("%s: cannot record %s in the folder state (%s)", self.name, display_name(name), error)
+            outcome = Outcome.ABANDONED
         with self._lock:
             self._in_flight.discard(name)
+            if outcome is Outcome.ABANDONED:
+                self._abandoned[name] = stamp
+                if self._retry_at is None:
+                    self._retry_at = time.monotonic() + self._retry_delay
+                    self._retry_delay = min(self._retry_delay * 2, self.config.rescan_seconds)
+            else:
+                self._retry_delay = ABANDONED_RETRY_SECONDS
         if outcome is Outcome.ABANDONED:
-            return  # offered again on the next start
-        job_id = event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns)
-        self._state.mark(self.name, key, stamp, outcome, job_id)
+            return
         if outcome is Outcome.FAILED or self.config.after == "keep":
             return
         path = self.folder / name
