@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean system-test pi-test
+.PHONY: demo test fault-test lint bench clean system-test pi-test
 
 ## demo: the daemon tags the bundled sample photos; prints the events a subscriber receives
 demo: $(STAMP)
@@ -13,6 +13,10 @@ demo: $(STAMP)
 ## test: lint, type-check and run the test suite
 test: $(STAMP) lint
 	$(BIN)/pytest
+
+## fault-test: SIGKILLs, broker restarts, a full state disk and a hostile client during bursts (also in `make test`)
+fault-test: $(STAMP)
+	$(BIN)/pytest tests/fault -v
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

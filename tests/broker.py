@@ -359,6 +359,7 @@ class Message:
     retain: bool
     properties: Properties | None = None  # MQTT v5 only
     user_properties: tuple[tuple[str, str], ...] = ()
+    dup: bool = False  # the broker sent it again (its acknowledgement was lost): at-least-once at work
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -397,7 +398,9 @@ class Subscriber:
     def _on_message(self, c: mqtt.Client, _: Any, msg: mqtt.MQTTMessage) -> None:
         props = msg.properties if c.protocol == MQTTv5 else None
         user = tuple(getattr(props, "UserProperty", ()))
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), props, user)
+        message = Message(
+            msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), props, user, bool(msg.dup)
+        )
         with self._cond:
             self._messages.append(message)
             self._cond.notify_all()
