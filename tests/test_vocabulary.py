@@ -9,7 +9,8 @@ import pytest
 
 from edgetag.errors import ConfigError
 from edgetag.models import Detection
-from edgetag.vocabulary import NOTHING, Face, Tag, Vocabulary, sentence
+from edgetag.vocabulary import GROUPS, NOTHING, SCENE_GROUP, Concept, Face, Tag, Vocabulary, sentence
+from tests.conftest import ROOT
 
 LABELS = ["beagle", "pug", "tabby", "seashore", "espresso", "teacup", "other"]
 TABLE = {
@@ -314,3 +315,88 @@ def test_a_broken_tree_is_refused_with_the_concept_named(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         Vocabulary.from_dict({"concept": concepts}, "mine.toml")
+
+
+# --- the stock tree covers what the stock and bring-your-own models can see ------------------------
+
+IMAGENET_LABELS = (ROOT / "models" / "imagenet-labels.txt").read_text(encoding="utf-8").splitlines()
+COCO_LABELS = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+]  # fmt: skip
+OPEN_IMAGES_LABELS = [
+    "Bicycle", "Boot", "Laptop", "Person", "Chair", "Cattle", "Desk", "Cat", "Computer mouse",
+    "Computer monitor", "Box", "Mug", "Coffee cup", "Stationary bicycle", "Table", "Bottle", "High heels",
+    "Vehicle", "Footwear", "Dog", "Book", "Camera", "Car",
+]  # fmt: skip
+
+
+def stock() -> Vocabulary:
+    table = Vocabulary.load(calibrated=False)
+    assert table.bind(IMAGENET_LABELS) == []
+    return table
+
+
+def one_class(label: str, probability: float = 0.9) -> np.ndarray:
+    values = np.zeros(len(IMAGENET_LABELS), np.float32)
+    values[IMAGENET_LABELS.index(label)] = probability
+    return values
+
+
+def test_every_imagenet_class_is_evidence_of_a_concept() -> None:
+    table = stock()
+    assert len(IMAGENET_LABELS) == 1000
+    unmapped = [label for label in IMAGENET_LABELS if not table.scores(one_class(label, 1.0)).any()]
+    assert unmapped == []
+
+
+@pytest.mark.parametrize("label", COCO_LABELS + OPEN_IMAGES_LABELS)
+def test_every_detector_label_is_evidence_of_a_concept_or_a_person(label: str) -> None:
+    assert len(COCO_LABELS) == 80
+    described = stock().describe(None, [Detection(label, 0.9, (0.1, 0.1, 0.5, 0.5))], [])
+    if label.lower() == "person":
+        assert described.people == 1
+    else:
+        assert described.evidence, f"{label} counts for no concept"
+        assert described.tags and described.tags[0].count == 1
+
+
+def test_the_stock_tree_is_broad_and_deep() -> None:
+    table = stock()
+    assert len(table.concepts) >= 150
+    roots = {c.group for c in table.concepts if c.parent is None}
+    assert roots == set(GROUPS)
+    dog = table.describe(one_class("Golden Retriever"), [], []).tags[0]
+    assert (dog.concept, dog.parents, dog.group) == ("dog", ("animal",), "animal")
+    daisy = table.describe(one_class("daisy"), [], []).tags[0]
+    assert (daisy.concept, daisy.parents) == ("daisy", ("flower", "plant"))
+    assert table.describe(one_class("castle"), [], []).tags[0].parents == ("building",)
+    assert {"big cat", "lion", "tiger"} <= table.kinds_of("animal") and "dog" not in table.kinds_of("cat")
+    espresso = table.describe(one_class("espresso"), [], []).tags[0]
+    assert (espresso.concept, espresso.parents, espresso.group) == ("coffee", ("drink",), "food")
+
+
+def test_counted_concepts_have_their_plurals_and_scenes_are_never_counted() -> None:
+    table = stock()
+    sheep = [Detection("sheep", 0.9, (0.0, 0.0, 0.3, 0.3)), Detection("sheep", 0.8, (0.5, 0.5, 0.9, 0.9))]
+    assert table.describe(None, sheep, []).sentence == "Image may contain: 2 sheep"
+    knives = [Detection("knife", 0.9, (0.0, 0.0, 0.3, 0.3)), Detection("knife", 0.8, (0.5, 0.5, 0.9, 0.9))]
+    assert table.describe(None, knives, []).sentence == "Image may contain: 2 knives"
+    plurals = {c.name: c.plural_name for c in table.concepts}
+    assert plurals["computer mouse"] == "computer mice" and plurals["glasses"] == "glasses"
+    scenes = [c for c in table.concepts if root_group(table, c) == SCENE_GROUP]
+    assert {"outdoor", "indoor", "beach"} <= {c.name for c in scenes}
+    assert [c.name for c in scenes if c.objects] == []
+
+
+def root_group(table: Vocabulary, concept: Concept) -> str:
+    root = table.concept(concept.parents[-1]) if concept.parents else concept
+    assert root is not None
+    return root.group
