@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -352,3 +353,52 @@ def test_last_line() -> None:
     assert last_line(b"") == ""
     assert last_line(b"\xff\xfe broken bytes") == "\ufffd\ufffd broken bytes"
     assert last_line(b"x" * 1000, limit=50) == "x" * 47 + "..."
+
+
+# --- output: streamed, never gathered ----------------------------------------------------------------
+
+FLOOD = """
+import sys
+line = b"x" * 1023 + b"\\n"
+block = line * 1024  # 1 MiB
+for _ in range({megabytes}):
+    sys.stdout.buffer.write(block)
+    sys.stderr.buffer.write(block)
+sys.stderr.buffer.write(b"ValueError: the last words\\n")
+sys.exit(3)
+"""
+
+RUN_FLOOD = """
+import logging, resource, sys
+from edgetag.hooks import Hooks
+from tests.test_hooks import FLOOD, Recorder, rule, tag_event, PERSON, wait_until
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+hook = rule("flood", run=[sys.executable, "-c", FLOOD.format(megabytes=int(sys.argv[1]))], cooldown_seconds=0)
+hooks = Hooks([hook], Recorder())
+hooks.offer(tag_event(PERSON))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+hooks.start()
+wait_until(lambda: hooks.stats().fired == 1, "the flood", limit=120)
+hooks.stop()
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(f"failed={hooks.stats().failed} grown_kib={grown}")
+"""
+
+
+def test_a_program_that_prints_hundreds_of_megabytes_costs_no_memory() -> None:
+    """200 MiB on stdout and 200 MiB on stderr: the peak memory of the process running the hook
+    hardly moves, and the failure is still reported with stderr's last line."""
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_FLOOD, "200"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    *logged, figures = lines
+    counts = dict(item.split("=") for item in figures.split())
+    assert counts["failed"] == "1"
+    assert int(counts["grown_kib"]) < 32 * 1024, f"the hook runner grew by {counts['grown_kib']} KiB"
+    (failure,) = [line for line in logged if line.startswith("hook flood:")]
+    assert "exit status 3: ValueError: the last words" in failure
+    assert "(200.0 MiB on stderr, only the last 64 KiB kept)" in failure
