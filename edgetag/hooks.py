@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import selectors
+import signal
 import subprocess
 import threading
 import time
@@ -103,6 +104,8 @@ class Hooks:
         self._last_fired: dict[int, float] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._cancel = threading.Event()
+        """Set when stop() gives up waiting: the running program is killed."""
         self._thread: threading.Thread | None = None
         self._fired = self._failed = self._dropped = self._skipped = 0
 
@@ -114,12 +117,18 @@ class Hooks:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Let the running action finish (up to `timeout`), drop the queued ones, end the worker."""
+        """Let the running action finish (up to `timeout`), drop the queued ones, end the worker.
+
+        A program still running then is killed with all its processes.
+        """
         self._stopping.set()
         with contextlib.suppress(queue.Full):  # if full, the worker sees `_stopping` after its action
             self._queue.put_nowait(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._cancel.set()
+                self._thread.join(POLL_SECONDS * 4 + DRAIN_SECONDS)
             if self._thread.is_alive():
                 log.warning("a hook is still running after %.1f s; leaving it behind", timeout)
 
@@ -209,18 +218,20 @@ class Hooks:
                 )
                 ok = False
         if rule.run is not None:
-            reason = run_program(rule, event)
+            reason = run_program(rule, event, self._cancel)
             if reason is not None:
                 log.warning("hook %s: %s failed: %s", rule.name, rule.run[0], reason)
                 ok = False
         return ok
 
 
-def run_program(rule: HookConfig, event: TagEvent) -> str | None:
+def run_program(rule: HookConfig, event: TagEvent, cancel: threading.Event | None = None) -> str | None:
     """Run a rule's program with the event JSON on stdin; None if it succeeded, else why it failed.
 
     Its output is streamed, never gathered: standard output goes to /dev/null and only the last
     KEEP_STDERR bytes of standard error are kept, so a program that prints gigabytes costs no memory.
+    It starts in a session (and process group) of its own; when it ends, times out, or `cancel` is
+    set, the whole group is killed, so nothing it started in the background outlives it.
     """
     assert rule.run is not None
     env = {
@@ -238,19 +249,21 @@ def run_program(rule: HookConfig, event: TagEvent) -> str | None:
             stderr=subprocess.PIPE,
             shell=False,
             env=env,
+            start_new_session=True,
         )
     except OSError as error:
         return f"cannot start it: {error.strerror or error}"
     stderr = Tail(KEEP_STDERR)
     try:
-        finished = _communicate(process, event.to_json(), rule.timeout_seconds, stderr)
+        why = _communicate(process, event.to_json(), rule.timeout_seconds, stderr, cancel)
     finally:
-        if process.poll() is None:
-            process.kill()
+        left_behind = _kill_group(process)
         _drain(process, stderr)
         process.wait()
-    if not finished:
-        return f"timed out after {rule.timeout_seconds:g} s (killed)"
+    if why is not None:
+        return why
+    if left_behind:
+        log.warning("hook %s: %s exited leaving processes running; killed them", rule.name, rule.run[0])
     if process.returncode != 0:
         code = process.returncode
         status = f"exit status {code}" if code > 0 else f"signal {-code}"
@@ -286,8 +299,31 @@ class Tail:
         return self.total - len(self.data)
 
 
-def _communicate(process: subprocess.Popen[bytes], data: bytes, timeout: float, stderr: Tail) -> bool:
-    """Feed stdin and read stderr until the program exits (True) or `timeout` passes (False).
+def _kill_group(process: subprocess.Popen[bytes]) -> bool:
+    """SIGKILL every process of the program's group; whether any was left after the program exited.
+
+    Once the program is reaped its id cannot be reused while its group has members, so the group
+    signalled is the program's own.
+    """
+    exited = process.poll() is not None
+    try:
+        if exited:
+            os.killpg(process.pid, 0)  # only what it left behind: the program itself is reaped
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return exited
+
+
+def _communicate(
+    process: subprocess.Popen[bytes],
+    data: bytes,
+    timeout: float,
+    stderr: Tail,
+    cancel: threading.Event | None,
+) -> str | None:
+    """Feed stdin and read stderr until the program exits (None), `timeout` passes or `cancel` is set
+    (why it is to be killed).
 
     One thread, non-blocking pipes: a program that never reads its stdin, or keeps writing, cannot
     block edgetag past the timeout.
@@ -303,7 +339,9 @@ def _communicate(process: subprocess.Popen[bytes], data: bytes, timeout: float, 
         while process.poll() is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return f"timed out after {timeout:g} s (killed)"
+            if cancel is not None and cancel.is_set():
+                return "edgetag is stopping (killed)"
             for key, _ in selector.select(min(remaining, POLL_SECONDS)):
                 if key.fileobj is process.stdin:
                     pending = _feed(process.stdin, pending)
@@ -313,7 +351,7 @@ def _communicate(process: subprocess.Popen[bytes], data: bytes, timeout: float, 
                 elif not _read(process.stderr, stderr):
                     selector.unregister(process.stderr)
     _close(process.stdin)
-    return True
+    return None
 
 
 def _feed(pipe: IO[bytes], pending: memoryview) -> memoryview:
