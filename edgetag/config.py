@@ -37,6 +37,8 @@ DEFAULT_CONFIG = Path("/etc/edgetag/edgetag.toml")
 PASSWORD_CREDENTIAL = "mqtt-password"  # noqa: S105 (a name, not a password)
 """systemd credential name: `LoadCredential=mqtt-password:/etc/edgetag/mqtt-password`."""
 MASK = "***"
+MAX_THREADS = 64
+"""Inference threads at most: more than a board's cores only costs memory (a Pi has 4)."""
 
 
 def default_device_name() -> str:
@@ -100,7 +102,7 @@ class ModelsConfig:
     detector: str = field(default="ssdlite-person", metadata={"model": True})
     detector_labels: Path | None = None
     faces: str = "blazeface"
-    threads: int = field(default=0, metadata=_at_least(0))
+    threads: int = field(default=0, metadata=_between(0, MAX_THREADS))
     """Inference threads; 0 means all cores."""
     vocabulary: Path | None = None
     """Your own concept table (TOML); default: the one edgetag ships."""
@@ -473,6 +475,14 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "an array"
     return "a date or time"  # the only other TOML values
+
+
+def threads_problem(threads: int) -> str | None:
+    """Why a thread count cannot be used, or None; for `--threads` and the Tagger (the file's key
+    is checked by its range)."""
+    if 0 <= threads <= MAX_THREADS:
+        return None
+    return f"{threads} is not a thread count: give 0 (all cores) up to {MAX_THREADS}"
 
 
 def _join(path: str, key: str) -> str:

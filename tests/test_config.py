@@ -149,7 +149,9 @@ RULES = [
     ),
     ("[mqtt]\nprotocol = 3\n", "mqtt.protocol: 3 is not one of 3.1.1, 5"),
     ('[mqtt]\nprotocol = "4"\n', 'mqtt.protocol: "4" is not one of 3.1.1, 5'),
-    ("[models]\nthreads = -1\n", "models.threads: expected an integer of 0 or more, got -1"),
+    ("[models]\nthreads = -1\n", "models.threads: expected an integer from 0 to 64, got -1"),
+    ("[models]\nthreads = 65\n", "models.threads: expected an integer from 0 to 64, got 65"),
+    ("[models]\nthreads = 100000\n", "models.threads: expected an integer from 0 to 64, got 100000"),
     ("[models]\nthreshold = 0\n", "models.threshold: expected a number greater than 0 and at most 1, got 0"),
     (
         "[models]\nthreshold = 1.5\n",
