@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edgetag import __version__, evaluation
-from edgetag.config import DEFAULT_CONFIG, Config, ConfigFlags, load_config, render_config
+from edgetag.config import DEFAULT_CONFIG, Config, ConfigFlags, load_config, render_config, threads_problem
 from edgetag.errors import EdgetagError, ModelError, PhotoError
 from edgetag.logs import setup_logging
 from edgetag.modelpack import file_sha256, load_cards, pack_dir
@@ -173,7 +173,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--expressions", default=defaults.expressions, metavar="MODEL", help="expression model (smiling)"
     )
-    group.add_argument("--threads", type=int, default=0, metavar="N", help="inference threads (0: all cores)")
+    group.add_argument(
+        "--threads", type=_threads, default=0, metavar="N", help="inference threads (0: all cores)"
+    )
     group.add_argument("--vocabulary", type=Path, metavar="FILE", help="your own concept table (TOML)")
 
 
@@ -184,6 +186,17 @@ def _probability(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 (excluded) and 1")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    problem = threads_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

@@ -37,6 +37,8 @@ DEFAULT_CONFIG = Path("/etc/edgetag/edgetag.toml")
 PASSWORD_CREDENTIAL = "mqtt-password"  # noqa: S105 (a name, not a password)
 """systemd credential name: `LoadCredential=mqtt-password:/etc/edgetag/mqtt-password`."""
 MASK = "***"
+MAX_THREADS = 64
+"""Inference threads at most: more than a board's cores only costs memory (a Pi has 4)."""
 
 
 def default_device_name() -> str:
@@ -100,7 +102,7 @@ class ModelsConfig:
     detector: str = field(default="ssdlite-person", metadata={"model": True})
     detector_labels: Path | None = None
     faces: str = "blazeface"
-    threads: int = field(default=0, metadata=_at_least(0))
+    threads: int = field(default=0, metadata=_between(0, MAX_THREADS))
     """Inference threads; 0 means all cores."""
     vocabulary: Path | None = None
     """Your own concept table (TOML); default: the one edgetag ships."""
@@ -462,6 +464,27 @@ def _show(value: object) -> str:
     return str(value)
 
 
+def _kind(value: object) -> str:
+    """What a value is, without the value: for messages about secrets."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a date or time"  # the only other TOML values
+
+
+def threads_problem(threads: int) -> str | None:
+    """Why a thread count cannot be used, or None; for `--threads` and the Tagger (the file's key
+    is checked by its range)."""
+    if 0 <= threads <= MAX_THREADS:
+        return None
+    return f"{threads} is not a thread count: give 0 (all cores) up to {MAX_THREADS}"
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -507,6 +530,8 @@ class _Parser:
         return result
 
     def value(self, tp: Any, raw: object, path: str, meta: Mapping[str, Any]) -> Any:  # noqa: PLR0911
+        if meta.get("secret"):
+            return self.secret(tp, raw, path)
         if _is_union(tp) and not _variants(tp):  # X | None: None is "key left out" in TOML
             (inner,) = [arg for arg in get_args(tp) if arg is not type(None)]
             return self.value(inner, raw, path, meta)
@@ -531,6 +556,16 @@ class _Parser:
                 return self.expected(path, "a path", raw)
             return self.path(raw, path)
         raise TypeError(f"config schema: {path} has a type the validator does not know: {tp!r}")
+
+    def secret(self, tp: Any, raw: object, path: str) -> Any:
+        """A secret is a string, and a problem with it never shows its value: `password = 123456`
+        is a password, unquoted."""
+        if tp not in (str, str | None):
+            raise TypeError(f"config schema: secret {path} must be a string")
+        if isinstance(raw, str):
+            return raw
+        self.problem(path, f"expected a string in quotes, got {_kind(raw)} (not shown: it is a secret)")
+        return _INVALID
 
     def expected(self, path: str, what: str, raw: object) -> Any:
         self.problem(path, f"expected {what}, got {_show(raw)}")

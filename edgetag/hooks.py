@@ -17,12 +17,14 @@ import contextlib
 import logging
 import os
 import queue
+import selectors
+import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from edgetag.config import HookConfig
 from edgetag.events import TagEvent
@@ -35,6 +37,13 @@ Publish = Callable[[str, bytes, int, bool], None]
 
 MAX_REASON = 200
 """Characters of a failing program's last stderr line that reach the log."""
+KEEP_STDERR = 64 * 1024
+"""Bytes of a program's standard error kept (the last ones); the rest is read and discarded."""
+PIPE_CHUNK = 64 * 1024
+POLL_SECONDS = 0.05
+"""How often a running program is checked for having exited."""
+DRAIN_SECONDS = 1.0
+"""How long the rest of stderr is read once the program has exited."""
 
 _STOP = None
 
@@ -95,6 +104,8 @@ class Hooks:
         self._last_fired: dict[int, float] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._cancel = threading.Event()
+        """Set when stop() gives up waiting: the running program is killed."""
         self._thread: threading.Thread | None = None
         self._fired = self._failed = self._dropped = self._skipped = 0
 
@@ -106,12 +117,18 @@ class Hooks:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Let the running action finish (up to `timeout`), drop the queued ones, end the worker."""
+        """Let the running action finish (up to `timeout`), drop the queued ones, end the worker.
+
+        A program still running then is killed with all its processes.
+        """
         self._stopping.set()
         with contextlib.suppress(queue.Full):  # if full, the worker sees `_stopping` after its action
             self._queue.put_nowait(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._cancel.set()
+                self._thread.join(POLL_SECONDS * 4 + DRAIN_SECONDS)
             if self._thread.is_alive():
                 log.warning("a hook is still running after %.1f s; leaving it behind", timeout)
 
@@ -201,15 +218,21 @@ class Hooks:
                 )
                 ok = False
         if rule.run is not None:
-            reason = run_program(rule, event)
+            reason = run_program(rule, event, self._cancel)
             if reason is not None:
                 log.warning("hook %s: %s failed: %s", rule.name, rule.run[0], reason)
                 ok = False
         return ok
 
 
-def run_program(rule: HookConfig, event: TagEvent) -> str | None:
-    """Run a rule's program with the event JSON on stdin; None if it succeeded, else why it failed."""
+def run_program(rule: HookConfig, event: TagEvent, cancel: threading.Event | None = None) -> str | None:
+    """Run a rule's program with the event JSON on stdin; None if it succeeded, else why it failed.
+
+    Its output is streamed, never gathered: standard output goes to /dev/null and only the last
+    KEEP_STDERR bytes of standard error are kept, so a program that prints gigabytes costs no memory.
+    It starts in a session (and process group) of its own; when it ends, times out, or `cancel` is
+    set, the whole group is killed, so nothing it started in the background outlives it.
+    """
     assert rule.run is not None
     env = {
         **os.environ,
@@ -219,24 +242,161 @@ def run_program(rule: HookConfig, event: TagEvent) -> str | None:
         "EDGETAG_CONCEPT": rule.concept,
     }
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             rule.run,
-            input=event.to_json(),
-            timeout=rule.timeout_seconds,
-            capture_output=True,
-            check=False,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             shell=False,
             env=env,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        return f"timed out after {rule.timeout_seconds:g} s (killed)"
     except OSError as error:
         return f"cannot start it: {error.strerror or error}"
-    if done.returncode != 0:
-        status = f"exit status {done.returncode}" if done.returncode > 0 else f"signal {-done.returncode}"
-        last = last_line(done.stderr)
+    stderr = Tail(KEEP_STDERR)
+    try:
+        why = _communicate(process, event.to_json(), rule.timeout_seconds, stderr, cancel)
+    finally:
+        left_behind = _kill_group(process)
+        _drain(process, stderr)
+        process.wait()
+    if why is not None:
+        return why
+    if left_behind:
+        log.warning("hook %s: %s exited leaving processes running; killed them", rule.name, rule.run[0])
+    if process.returncode != 0:
+        code = process.returncode
+        status = f"exit status {code}" if code > 0 else f"signal {-code}"
+        last = last_line(bytes(stderr.data))
+        if stderr.dropped:
+            last = f"{last} ({_size(stderr.total)} on stderr, only the last {_size(len(stderr.data))} kept)"
         return f"{status}: {last}" if last else status
     return None
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    return f"{count / 1024:.0f} KiB" if count < 1024 * 1024 else f"{count / 1024 / 1024:.1f} MiB"
+
+
+class Tail:
+    """The last `limit` bytes of a stream, and how many came in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.data)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> bool:
+    """SIGKILL every process of the program's group; whether any was left after the program exited.
+
+    Once the program is reaped its id cannot be reused while its group has members, so the group
+    signalled is the program's own.
+    """
+    exited = process.poll() is not None
+    try:
+        if exited:
+            os.killpg(process.pid, 0)  # only what it left behind: the program itself is reaped
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return exited
+
+
+def _communicate(
+    process: subprocess.Popen[bytes],
+    data: bytes,
+    timeout: float,
+    stderr: Tail,
+    cancel: threading.Event | None,
+) -> str | None:
+    """Feed stdin and read stderr until the program exits (None), `timeout` passes or `cancel` is set
+    (why it is to be killed).
+
+    One thread, non-blocking pipes: a program that never reads its stdin, or keeps writing, cannot
+    block edgetag past the timeout.
+    """
+    assert process.stdin is not None and process.stderr is not None
+    deadline = time.monotonic() + timeout
+    pending = memoryview(data)
+    with selectors.DefaultSelector() as selector:
+        os.set_blocking(process.stdin.fileno(), False)
+        os.set_blocking(process.stderr.fileno(), False)
+        selector.register(process.stdin, selectors.EVENT_WRITE)
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while process.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return f"timed out after {timeout:g} s (killed)"
+            if cancel is not None and cancel.is_set():
+                return "edgetag is stopping (killed)"
+            for key, _ in selector.select(min(remaining, POLL_SECONDS)):
+                if key.fileobj is process.stdin:
+                    pending = _feed(process.stdin, pending)
+                    if not pending:
+                        selector.unregister(process.stdin)
+                        _close(process.stdin)
+                elif not _read(process.stderr, stderr):
+                    selector.unregister(process.stderr)
+    _close(process.stdin)
+    return None
+
+
+def _feed(pipe: IO[bytes], pending: memoryview) -> memoryview:
+    """Write what the pipe takes now; what is left (empty once written, or the program gone)."""
+    try:
+        written = os.write(pipe.fileno(), pending[:PIPE_CHUNK])
+    except BlockingIOError:
+        return pending
+    except OSError:  # BrokenPipeError: the program does not read its input, which is its right
+        return pending[:0]
+    return pending[written:]
+
+
+def _read(pipe: IO[bytes], tail: Tail) -> bool:
+    """Read what is there into `tail`; False at end of stream."""
+    try:
+        chunk = os.read(pipe.fileno(), PIPE_CHUNK)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    if chunk:
+        tail.add(chunk)
+    return bool(chunk)
+
+
+def _drain(process: subprocess.Popen[bytes], stderr: Tail) -> None:
+    """After the program ended: what is left in its stderr, for at most DRAIN_SECONDS.
+
+    A process it left behind may hold the pipe open; edgetag does not wait for that one.
+    """
+    assert process.stderr is not None
+    deadline = time.monotonic() + DRAIN_SECONDS
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if selector.select(remaining) and not _read(process.stderr, stderr):
+                break
+    _close(process.stderr)
+
+
+def _close(pipe: IO[bytes] | None) -> None:
+    if pipe is not None:
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 def last_line(output: bytes, limit: int = MAX_REASON) -> str:

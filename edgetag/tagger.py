@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from edgetag.config import threads_problem
 from edgetag.errors import ModelError, PhotoError
 from edgetag.imaging import ImageLimits, Photo, decode, from_image, load_photo
 from edgetag.modelpack import ModelCard, load_cards
@@ -162,6 +163,9 @@ class Tagger:
         cls, settings: ModelSettings, threshold: float | None = None, limits: ImageLimits | None = None
     ) -> Tagger:
         """Load the chosen models (checksums and labels checked) and the vocabulary."""
+        problem = threads_problem(settings.threads)
+        if problem:  # not the model's fault: LiteRT would blame the model file
+            raise ModelError(f"threads: {problem}")
         cards = load_cards()
         threads = settings.threads or None
         min_score = threshold if threshold is not None and threshold < 0.25 else None

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from edgetag.errors import ModelError
 from edgetag.modelpack import PACK_ENV, pack_dir
+from edgetag.tagger import ModelSettings, Tagger
 from tests.conftest import SAMPLES
 
 GOOD = ["astronaut.jpg", "chelsea.jpg", "two_people.jpg"]
@@ -176,3 +178,35 @@ def test_check_config_names_every_bad_key(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "mqtt.port" in run.stderr and "source[1]" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("threads", "problem"),
+    [
+        ("-5", "-5 is not a thread count: give 0 (all cores) up to 64"),
+        ("65", "65 is not a thread count: give 0 (all cores) up to 64"),
+        ("100000", "100000 is not a thread count: give 0 (all cores) up to 64"),
+        ("abc", "'abc' is not a whole number"),
+    ],
+)
+def test_a_bad_thread_count_is_blamed_on_the_option_not_the_model(threads: str, problem: str) -> None:
+    run = edgetag("tag", "--threads", threads, SAMPLES / "chelsea.jpg")
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == f"edgetag tag: error: argument --threads: {problem}"
+    assert "tflite" not in run.stderr and "model" not in run.stderr.splitlines()[-1]
+    assert run.stdout == ""
+
+
+def test_the_tagger_refuses_a_bad_thread_count_itself() -> None:
+    """For callers that skip the command line and the config (the message names the setting)."""
+    with pytest.raises(
+        ModelError, match=r"^threads: -5 is not a thread count: give 0 \(all cores\) up to 64$"
+    ):
+        Tagger.from_settings(ModelSettings(threads=-5))
+
+
+@pytest.mark.parametrize("threads", ["0", "1", "64"])
+def test_a_good_thread_count_tags(threads: str) -> None:
+    run = edgetag("tag", "--threads", threads, SAMPLES / "chelsea.jpg")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{SAMPLES / 'chelsea.jpg'}: Image may contain: cat\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 import tomllib
 import typing
 from pathlib import Path
@@ -147,7 +149,9 @@ RULES = [
     ),
     ("[mqtt]\nprotocol = 3\n", "mqtt.protocol: 3 is not one of 3.1.1, 5"),
     ('[mqtt]\nprotocol = "4"\n', 'mqtt.protocol: "4" is not one of 3.1.1, 5'),
-    ("[models]\nthreads = -1\n", "models.threads: expected an integer of 0 or more, got -1"),
+    ("[models]\nthreads = -1\n", "models.threads: expected an integer from 0 to 64, got -1"),
+    ("[models]\nthreads = 65\n", "models.threads: expected an integer from 0 to 64, got 65"),
+    ("[models]\nthreads = 100000\n", "models.threads: expected an integer from 0 to 64, got 100000"),
     ("[models]\nthreshold = 0\n", "models.threshold: expected a number greater than 0 and at most 1, got 0"),
     (
         "[models]\nthreshold = 1.5\n",
@@ -623,6 +627,39 @@ def test_watching_a_folder_twice_names_the_flag(tmp_path: Path) -> None:
 
 def with_mqtt(**settings: Any) -> Config:
     return Config(mqtt=MqttConfig(username="u", **settings))
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("123456", "a number"),
+        ("0x1e240", "a number"),
+        ("123456.789", "a number"),
+        ("1979-05-27T07:32:00", "a date or time"),
+        ("07:32:00", "a date or time"),
+        ("true", "true or false"),
+        ('["hunter2"]', "an array"),
+        ('{ value = "hunter2" }', "a table"),
+    ],
+)
+def test_a_wrong_password_value_is_never_shown(tmp_path: Path, value: str, kind: str) -> None:
+    """`password = 123456` (unquoted) is still a password: the message names the key, not the value."""
+    text = f'[mqtt]\nusername = "u"\npassword = {value}\n'
+    with pytest.raises(InvalidConfigError) as caught:
+        load(tmp_path, text)
+    message = str(caught.value).replace(str(tmp_path), "<tmp>")
+    assert list(caught.value.problems) == [
+        f"mqtt.password: expected a string in quotes, got {kind} (not shown: it is a secret)"
+    ]
+    for secret in ("123456", "1979", "07:32", "hunter2"):
+        assert secret not in message
+    run = subprocess.run(
+        [sys.executable, "-m", "edgetag", "check-config", "--config", str(tmp_path / "edgetag.toml")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2 and "mqtt.password: expected a string in quotes" in run.stderr
+    for secret in ("123456", "1979", "07:32", "hunter2"):
+        assert secret not in (run.stdout + run.stderr).replace(str(tmp_path), "<tmp>")
 
 
 def test_password_inline_wins(tmp_path: Path) -> None:

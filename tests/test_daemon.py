@@ -400,6 +400,32 @@ def test_a_payload_far_over_max_bytes_never_reaches_the_daemon(
     assert "too-large" not in daemon.log()
 
 
+def test_names_with_control_characters_cannot_forge_log_lines(
+    broker: Broker, tmp_path: Path, start_daemon: Any
+) -> None:
+    """A file name or a topic with a newline in it is logged on one line, escaped; events keep it."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    subscriber = Subscriber(broker, "edgetag/pi/#")
+    daemon = start_daemon(
+        broker, sources=[folder_source(inbox), {"type": "mqtt", "name": "cams", "topic": "cams/#"}]
+    )
+    drop(inbox, "a\nFAKE LOG LINE.jpg", "chelsea.jpg")
+    (inbox / "b\r\nFAKE WARNING\x1b[2J.jpg").write_text("not a photo\n", encoding="utf-8")
+    camera = broker.client("camera")  # a broker refuses C0 controls in topics, not Unicode separators
+    camera.publish("cams/c\u2028FAKE TOPIC\u202eFAKE TOO", b"not a photo either", qos=1)
+    subscriber.wait_until(lambda: len(events(subscriber, "edgetag/pi/errors")) >= 2, timeout=60)
+    (event,) = wait_events(subscriber, 1)
+    assert event["photo"]["name"] == "a\nFAKE LOG LINE.jpg"
+    assert daemon.stop() == 0
+    log = daemon.log()
+    assert [line for line in log.splitlines() if "FAKE" in line and not line.startswith("20")] == []
+    assert "tagged inbox/a\\nFAKE LOG LINE.jpg: Image may contain: cat" in log
+    assert "b\\r\\nFAKE WARNING\\x1b[2J.jpg" in log
+    assert "cams/c\\u2028FAKE TOPIC\\u202eFAKE TOO" in log
+    assert not {"\x1b", "\r", "\u2028", "\u202e"} & set(log)
+
+
 def test_a_malformed_config_stops_with_a_message_naming_the_key(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text('[mqtt]\nport = "eighteen"\nprot = 1\n', encoding="utf-8")

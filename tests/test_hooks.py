@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import threading
 import time
@@ -352,3 +353,134 @@ def test_last_line() -> None:
     assert last_line(b"") == ""
     assert last_line(b"\xff\xfe broken bytes") == "\ufffd\ufffd broken bytes"
     assert last_line(b"x" * 1000, limit=50) == "x" * 47 + "..."
+
+
+# --- output: streamed, never gathered ----------------------------------------------------------------
+
+FLOOD = """
+import sys
+line = b"x" * 1023 + b"\\n"
+block = line * 1024  # 1 MiB
+for _ in range({megabytes}):
+    sys.stdout.buffer.write(block)
+    sys.stderr.buffer.write(block)
+sys.stderr.buffer.write(b"ValueError: the last words\\n")
+sys.exit(3)
+"""
+
+RUN_FLOOD = """
+import logging, resource, sys
+from edgetag.hooks import Hooks
+from tests.test_hooks import FLOOD, Recorder, rule, tag_event, PERSON, wait_until
+
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+hook = rule("flood", run=[sys.executable, "-c", FLOOD.format(megabytes=int(sys.argv[1]))], cooldown_seconds=0)
+hooks = Hooks([hook], Recorder())
+hooks.offer(tag_event(PERSON))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+hooks.start()
+wait_until(lambda: hooks.stats().fired == 1, "the flood", limit=120)
+hooks.stop()
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(f"failed={hooks.stats().failed} grown_kib={grown}")
+"""
+
+
+def test_a_program_that_prints_hundreds_of_megabytes_costs_no_memory() -> None:
+    """200 MiB on stdout and 200 MiB on stderr: the peak memory of the process running the hook
+    hardly moves, and the failure is still reported with stderr's last line."""
+    run = subprocess.run(
+        [sys.executable, "-c", RUN_FLOOD, "200"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=Path(__file__).parent.parent,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    *logged, figures = lines
+    counts = dict(item.split("=") for item in figures.split())
+    assert counts["failed"] == "1"
+    assert int(counts["grown_kib"]) < 32 * 1024, f"the hook runner grew by {counts['grown_kib']} KiB"
+    (failure,) = [line for line in logged if line.startswith("hook flood:")]
+    assert "exit status 3: ValueError: the last words" in failure
+    assert "(200.0 MiB on stderr, only the last 64 KiB kept)" in failure
+
+
+# --- processes: none outlives its hook ---------------------------------------------------------------
+
+LEAVES_A_CHILD = 'echo $$ > "$1"; sleep 60 & echo $! >> "$1"; sleep {seconds}'
+"""A program that starts a background child: it writes its own pid (its group's id) and the child's."""
+
+
+def living(pids: list[int]) -> list[int]:
+    """The pids that are still processes (a zombie waiting for its parent is not one)."""
+    alive = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            alive.append(pid)
+    return alive
+
+
+def group_members(group: int) -> list[int]:
+    """Every living process whose process group is `group`."""
+    members = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(stat_file.parent.name))
+    return members
+
+
+def read_pids(file: Path) -> list[int]:
+    wait_until(lambda: file.exists() and len(file.read_text().split()) == 2, "the program's pids")
+    return [int(pid) for pid in file.read_text().split()]
+
+
+@pytest.mark.parametrize(("seconds", "timeout"), [(60, 1.0), (0, 30.0)])
+def test_a_program_leaves_no_process_behind(
+    started: list[Hooks], tmp_path: Path, caplog: pytest.LogCaptureFixture, seconds: int, timeout: float
+) -> None:
+    """Timed out (sh and its background child are killed), or exited at once leaving a child."""
+    pids = tmp_path / "pids"
+    script = LEAVES_A_CHILD.format(seconds=seconds)
+    hook = rule(
+        "child", run=["sh", "-c", script, "sh", str(pids)], timeout_seconds=timeout, cooldown_seconds=0
+    )
+    caplog.set_level(logging.INFO, logger="edgetag.hooks")
+    hooks = start(started, Hooks([hook], Recorder()))
+    hooks.offer(tag_event(PERSON))
+    group, child = read_pids(pids)
+    assert living([group, child]) in ([group, child], [child])
+    wait_until(lambda: hooks.stats().fired == 1, "the hook to end", limit=15)
+    wait_until(lambda: group_members(group) == [], "the group to be gone", limit=5)  # SIGKILL is not instant
+    assert living([group, child]) == []
+    if seconds:
+        assert hooks.stats().failed == 1
+        assert "timed out after 1 s (killed)" in caplog.text
+    else:
+        assert hooks.stats().failed == 0
+        assert "exited leaving processes running; killed them" in caplog.text
+
+
+def test_stop_kills_a_running_program_and_its_children(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pids = tmp_path / "pids"
+    script = LEAVES_A_CHILD.format(seconds=60)
+    hook = rule("child", run=["sh", "-c", script, "sh", str(pids)], timeout_seconds=120, cooldown_seconds=0)
+    caplog.set_level(logging.INFO, logger="edgetag.hooks")
+    hooks = Hooks([hook], Recorder())
+    hooks.start()
+    hooks.offer(tag_event(PERSON))
+    group, child = read_pids(pids)
+    hooks.stop(timeout=0.2)
+    assert hooks.stats().fired == 1 and hooks.stats().failed == 1
+    wait_until(lambda: group_members(group) == [], "the group to be gone", limit=5)
+    assert living([group, child]) == []
+    assert "edgetag is stopping (killed)" in caplog.text
+    assert "leaving it behind" not in caplog.text
