@@ -102,6 +102,8 @@ class ModelsConfig:
     detector: str = field(default="ssdlite-person", metadata={"model": True})
     detector_labels: Path | None = None
     faces: str = "blazeface"
+    expressions: str = "emotion-fer"
+    """The pack's expression model (only its "smiling" is used; needs faces), or "none"."""
     threads: int = field(default=0, metadata=_between(0, MAX_THREADS))
     """Inference threads; 0 means all cores."""
     vocabulary: Path | None = None
@@ -986,6 +988,7 @@ def model_settings(config: Config) -> ModelSettings:
         detector=models.detector,
         detector_labels=models.detector_labels,
         faces=models.faces,
+        expressions=models.expressions,
         threads=models.threads,
         vocabulary=models.vocabulary,
     )

@@ -109,7 +109,7 @@ def _subscribe(host: str, port: int, topic: str, viewer: _Viewer) -> paho.Client
         viewer.received[str(event["id"])] = event
         photo = event["photo"]["name"]
         tags = ", ".join(f"{t['concept']} {t['score']:.2f}" for t in event["tags"]) or "-"
-        print(f"{message.topic}  {photo:<18} {event['sentence']:<36} [{tags}]", flush=True)
+        print(f"{message.topic}  {photo:<18} {event['sentence']:<48} [{tags}]", flush=True)
         if len(viewer.received) >= viewer.wanted:
             viewer.done.set()
 

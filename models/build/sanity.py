@@ -11,7 +11,9 @@ each sample photo, decoded with small numpy decoders written here:
 * test fixture: its TFLite_Detection_PostProcess outputs, compared with the
   raw int8 model + numpy decoding;
 * BlazeFace full range and short range: MediaPipe SSD anchors, raw boxes /
-  input size, sigmoid scores clipped at +-80, NMS at IoU 0.3, face count.
+  input size, sigmoid scores clipped at +-80, NMS at IoU 0.3, face count;
+* expression model: each face BlazeFace found, cropped as edgetag crops it
+  (square, margin 0.2), the seven probabilities, compared with the float model.
 
 Results go to work/sanity.json (write_cards.py puts them into the cards).
 """
@@ -28,8 +30,10 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from common import (
     MODELS,
+    SAMPLES,
     TEST_MODELS,
     WORK,
+    face_crop,
     fit_center_crop,
     fit_letterbox,
     fit_stretch,
@@ -372,11 +376,59 @@ def check_blazeface(path: Path, options: BlazeFaceOptions) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- expressions
+
+EXPRESSION_MARGIN = 0.2  # edgetag's face_margin (the card's output.face_margin)
+
+
+def check_expressions(faces: dict[str, Any]) -> dict[str, Any]:
+    """The int8 expression model on every face BlazeFace found, vs the float model."""
+    model = Model(MODELS / "emotion-fer-int8.tflite")
+    float_model = Model(WORK / "emotion-fer-float.tflite")
+    labels = (MODELS / "emotion-fer-labels.txt").read_text(encoding="utf-8").splitlines()
+    photos: dict[str, Any] = {}
+    equal = total = 0
+    pixels = None
+    for name, result in faces["photos"].items():
+        image = load_rgb(SAMPLES / name)
+        for index, detection in enumerate(result["detections"]):
+            top, left, bottom, right = detection["box"]
+            crop = image.crop(
+                face_crop((left, top, right, bottom), image.width, image.height, EXPRESSION_MARGIN)
+            )
+            pixels = fit_stretch(crop, 64, 64).astype(np.float32)
+            (probabilities,) = model.run(pixels)
+            (float_probabilities,) = float_model.run(pixels)
+            equal += int(probabilities.argmax() == float_probabilities.argmax())
+            total += 1
+            photos[f"{name}#{index}"] = {
+                "int8": {label: round(float(v), 3) for label, v in zip(labels, probabilities, strict=True)},
+                "float": {
+                    label: round(float(v), 3) for label, v in zip(labels, float_probabilities, strict=True)
+                },
+            }
+    assert pixels is not None
+    return {
+        **model.describe(),
+        "median_invoke_ms": model.median_invoke_ms(pixels),
+        "float_median_invoke_ms": float_model.median_invoke_ms(pixels),
+        "top1_equal_float": [equal, total],
+        "photos": photos,
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
 def print_report(report: dict[str, Any]) -> None:
-    for key in ("classifier", "detector", "fixture", "blazeface_full_range", "blazeface_short_range"):
+    for key in (
+        "classifier",
+        "detector",
+        "fixture",
+        "blazeface_full_range",
+        "blazeface_short_range",
+        "expressions",
+    ):
         section = report[key]
         print(
             f"\n== {section['file']} ({section['bytes']} bytes), median invoke {section['median_invoke_ms']} ms"
@@ -408,6 +460,15 @@ def print_report(report: dict[str, Any]) -> None:
         short = report["blazeface_short_range"]["photos"][name]
         scores = ", ".join(str(d["score"]) for d in full["detections"])
         print(f"   {name:18s} full {full['faces']} ({scores})  short {short['faces']}")
+    expressions = report["expressions"]
+    print(
+        f"\nexpressions (int8; top-1 equals float on {expressions['top1_equal_float'][0]}/{expressions['top1_equal_float'][1]} faces):"
+    )
+    for name, result in expressions["photos"].items():
+        top = max(result["int8"], key=result["int8"].get)
+        print(
+            f"   {name:18s} {top} {result['int8'][top]:.2f}, happy {result['int8']['happy']:.2f} (float {result['float']['happy']:.2f})"
+        )
 
 
 def main() -> None:
@@ -417,6 +478,7 @@ def main() -> None:
     report["fixture"] = check_fixture(report["detector"])
     report["blazeface_full_range"] = check_blazeface(MODELS / "blazeface-full-range.tflite", FULL_RANGE)
     report["blazeface_short_range"] = check_blazeface(WORK / "blazeface-short-range.tflite", SHORT_RANGE)
+    report["expressions"] = check_expressions(report["blazeface_full_range"])
     write_json(WORK / "sanity.json", report)
     print_report(report)
 

