@@ -244,6 +244,7 @@ class Pipeline:
             except EdgetagError as error:  # the photo is still tagged and published; the problem is said
                 log.warning("%s/%s: %s", job.source, job.name, error)
                 self.report_error(job.source, "sidecar-failed", str(error), photo=job.name)
+        self._store(described.messages)
         if described.event is None:
             log.warning("could not tag %s/%s: %s", job.source, job.name, described.summary)
             self.stats.failed()
