@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,13 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 import pytest
 
-from edgetag.config import parse_config
+from edgetag.config import FolderSourceConfig, parse_config
 from edgetag.errors import ConfigError, SidecarError
 from edgetag.tagger import Tagger
 from edgetag.vocabulary import Description, Tag
 from edgetag.xmp import keywords, sidecar_path, write_sidecar
 from tests.broker import Broker, Subscriber
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 from tests.test_cli import edgetag
 from tests.test_daemon import drop, folder_source, start_daemon, wait_events
 
@@ -606,3 +608,18 @@ def test_daemon_publishes_a_photo_whose_sidecar_cannot_be_written(
     assert error["message"].startswith(f"sidecar {read_only_library / 'chelsea.jpg.xmp'}: cannot write in")
     assert "read-only file system" in error["message"] or "permission denied" in error["message"]
     assert [p.name for p in read_only_library.iterdir()] == ["chelsea.jpg"]
+
+
+def test_the_documented_library_configs_are_valid() -> None:
+    """docs/photo-library.md's example and the installer template's (uncommented) library source."""
+    guide = (ROOT / "docs" / "photo-library.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```toml\n(.*?)```", guide, re.DOTALL)
+    (source,) = parse_config(tomllib.loads(example), "docs/photo-library.md").sources
+    assert isinstance(source, FolderSourceConfig) and source.xmp and source.after == "keep"
+    template = (ROOT / "systemd" / "edgetag.toml").read_text(encoding="utf-8")
+    block = template.split('# name = "library"', 1)
+    start = block[0].rindex("# [[source]]")
+    lines = (block[0][start:] + '# name = "library"' + block[1]).split("\n\n", 1)[0]
+    uncommented = "\n".join(line.removeprefix("# ") for line in lines.splitlines())
+    (source,) = parse_config(tomllib.loads(uncommented), "systemd/edgetag.toml").sources
+    assert isinstance(source, FolderSourceConfig) and source.xmp
