@@ -473,7 +473,7 @@ class _Document:
         wrote = False
         for name in (ALT_TEXT, DC_DESCRIPTION):
             current = self.lang_alt(name)
-            if current is None or current == previous or overwrite:
+            if not current or current == previous or overwrite:  # empty, edgetag's own, or forced
                 self.set_lang_alt(name, sentence)
                 wrote = wrote or sentence is not None
         self.remove(OWN_SENTENCE)
