@@ -1,6 +1,6 @@
 """Command line: argument parsing only; the work is done by the modules it calls.
 
-edgetag tag PHOTO|DIR... [--json]     tag photos, no daemon and no network
+edgetag tag PHOTO|DIR... [--json] [--xmp]  tag photos, no daemon and no network; --xmp writes sidecars
 edgetag models                        list the model pack, verify checksums
 edgetag run [--config FILE] [flags]   the daemon
 edgetag check-config [...]            validate the config and print it (secrets masked)
@@ -21,12 +21,13 @@ from typing import Any, TextIO
 
 from edgetag import __version__, evaluation
 from edgetag.config import DEFAULT_CONFIG, Config, ConfigFlags, load_config, render_config, threads_problem
-from edgetag.errors import EdgetagError, ModelError, PhotoError
+from edgetag.errors import EdgetagError, ModelError, PhotoError, SidecarError
 from edgetag.logs import setup_logging
 from edgetag.modelpack import file_sha256, load_cards, pack_dir
 from edgetag.runtime import runtime_name
 from edgetag.tagger import ModelSettings, Tagger
 from edgetag.vocabulary import Vocabulary
+from edgetag.xmp import NAME_STYLES, is_sidecar_name, write_sidecar
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -57,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     tag.add_argument(
         "--threshold", type=_probability, metavar="T",
         help="one confidence threshold (0-1) for every concept, instead of each concept's own",
+    )  # fmt: skip
+    library = tag.add_argument_group("photo library (XMP sidecars for digiKam, Immich, PhotoPrism)")
+    library.add_argument(
+        "--xmp", action="store_true",
+        help="write the sentence and keywords into an XMP sidecar beside each photo (merged, never replaced)",
+    )  # fmt: skip
+    library.add_argument(
+        "--xmp-name", choices=NAME_STYLES, default="ext",
+        help="sidecar name: ext = photo.jpg.xmp (default; digiKam, Immich), stem = photo.xmp",
+    )  # fmt: skip
+    library.add_argument(
+        "--overwrite-description", action="store_true",
+        help="replace a description or alt text written by hand (kept by default)",
     )  # fmt: skip
     _add_model_options(tag)
     tag.set_defaults(handler=_tag)
@@ -261,17 +275,32 @@ def _tag(args: argparse.Namespace) -> int:
             print(json.dumps(result.to_dict(), ensure_ascii=False), flush=True)
         else:
             print(f"{path}: {result.sentence}", flush=True)
+        if args.xmp:
+            try:
+                write_sidecar(
+                    path,
+                    result.description,
+                    name_style=args.xmp_name,
+                    overwrite_description=args.overwrite_description,
+                )
+            except SidecarError as error:  # the photo is tagged (printed above); only its sidecar failed
+                failed += 1
+                print(f"edgetag: {path}: {error}", file=sys.stderr)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def _photo_paths(paths: Sequence[Path]) -> Iterator[tuple[Path, PhotoError | None]]:
-    """Each photo to tag; a folder gives its files (not subfolders or hidden files), sorted."""
+    """Each photo to tag; a folder gives its files (not subfolders, hidden files or XMP sidecars), sorted."""
     for path in paths:
         if not path.is_dir():
             yield path, None
             continue
         try:
-            files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and not p.is_dir())
+            files = sorted(
+                p
+                for p in path.iterdir()
+                if not p.name.startswith(".") and not is_sidecar_name(p.name) and not p.is_dir()
+            )
         except OSError as error:
             yield path, PhotoError("unreadable", f"cannot list the folder: {error.strerror or error}")
             continue

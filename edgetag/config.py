@@ -183,6 +183,12 @@ class FolderSourceConfig:
     """When polling: a file is complete once its size and time have not changed for this long."""
     rescan_seconds: float = field(default=60.0, metadata=_above(0))
     """Also look at the whole folder this often, in case a change notification was missed."""
+    xmp: bool = False
+    """Write each tagged photo's sentence and keywords into its XMP sidecar (a photo library folder)."""
+    xmp_name: Literal["ext", "stem"] = "ext"
+    """Sidecar name: photo.jpg.xmp (ext) or photo.xmp (stem)."""
+    xmp_overwrite_description: bool = False
+    """Replace a description or alt text the user wrote (kept by default)."""
 
 
 @dataclass(frozen=True)
@@ -782,6 +788,19 @@ def _check_folder(folder: FolderSourceConfig, path: str, parser: _Parser) -> Non
             "is the watched folder itself, so moved photos would be tagged again; "
             "use a subfolder (subfolders are not watched) or another folder",
         )
+    if folder.xmp and folder.after != "keep":
+        fate = "deleted, leaving" if folder.after == "delete" else "moved away from"
+        parser.problem(
+            f"{path}.xmp",
+            f'cannot be used with after = "{folder.after}": each photo would be {fate} its sidecar; '
+            'a library folder keeps its photos (after = "keep", the default), or turn xmp off',
+        )
+    for key in ("xmp_name", "xmp_overwrite_description"):
+        if not folder.xmp and getattr(folder, key) != getattr(_FOLDER_DEFAULTS, key):
+            parser.problem(f"{path}.{key}", "only used with xmp = true; set xmp = true or remove it")
+
+
+_FOLDER_DEFAULTS = FolderSourceConfig(name="", path=Path())
 
 
 def _check_camera(camera: CameraSourceConfig, path: str, parser: _Parser) -> None:

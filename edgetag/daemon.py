@@ -39,7 +39,7 @@ from edgetag.config import (
     mqtt_port,
     state_dir,
 )
-from edgetag.errors import ConfigError, PhotoError
+from edgetag.errors import ConfigError, EdgetagError, PhotoError
 from edgetag.events import ErrorEvent, TagEvent, event_id, now_iso
 from edgetag.homeassistant import discovery_messages, status_is_online, status_topic
 from edgetag.hooks import Hooks
@@ -244,6 +244,12 @@ class Pipeline:
 
     def _store_described(self, described: _Described) -> None:
         job = described.job
+        if described.event is not None and job.on_tagged is not None:
+            try:  # before the event is stored: once the photo counts as done, it is not offered again
+                job.on_tagged(described.event.result.description)
+            except EdgetagError as error:  # the photo is still tagged and published; the problem is said
+                log.warning("%s/%s: %s", job.source, job.name, error)
+                self.report_error(job.source, "sidecar-failed", str(error), photo=job.name)
         self._store(described.messages)
         if described.event is None:
             log.warning("could not tag %s/%s: %s", job.source, job.name, described.summary)

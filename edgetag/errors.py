@@ -26,3 +26,14 @@ class ModelError(EdgetagError):
 
 class ConfigError(EdgetagError):
     """A setting is wrong; the message names the key and the problem."""
+
+
+class SidecarError(EdgetagError):
+    """A photo's XMP sidecar cannot be written: not valid XMP (left untouched), or not writable.
+
+    The photo itself is still tagged; only its sidecar is missing or unchanged.
+    """
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(f"sidecar {path}: {message}")
+        self.path = path

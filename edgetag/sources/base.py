@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from edgetag.vocabulary import Description
 
 
 class Outcome(Enum):
@@ -42,6 +45,9 @@ class PhotoJob:
     image: Image.Image | None = None
     reply_to: ReplyTo | None = None
     on_finish: Callable[[Outcome], None] | None = None
+    on_tagged: Callable[[Description], None] | None = None
+    """Runs once the photo is described, before its event is stored (a folder's XMP sidecar). May raise
+    EdgetagError: the problem becomes an error event and the photo is still done."""
     appeared: float = field(default_factory=time.monotonic)
 
     def finish(self, outcome: Outcome) -> None:

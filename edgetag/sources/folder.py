@@ -29,6 +29,8 @@ from edgetag.errors import PhotoError
 from edgetag.events import event_id
 from edgetag.imaging import ImageLimits, read_photo_file
 from edgetag.sources.base import Outcome, PhotoJob, ReportError, Submit
+from edgetag.vocabulary import Description
+from edgetag.xmp import is_sidecar_name, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,12 @@ TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", ".file
 
 
 def is_candidate_name(name: str) -> bool:
-    """Hidden and temporary files are not photos yet."""
-    return not name.startswith((".", "~")) and not name.lower().endswith(TEMPORARY_SUFFIXES)
+    """Hidden and temporary files are not photos yet; XMP sidecars (edgetag's own too) never are."""
+    return (
+        not name.startswith((".", "~"))
+        and not name.lower().endswith(TEMPORARY_SUFFIXES)
+        and not is_sidecar_name(name)
+    )
 
 
 @dataclass(frozen=True)
@@ -311,12 +317,14 @@ class FolderSource:
         with self._lock:
             self._in_flight.add(name)
         attempts = self._state.attempts(self.name, key, stamp)
+        photo_id = event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns)
         job = PhotoJob(
             source=self.name,
             name=display_name(name),
-            id=event_id(self.name, os.fsencode(name), stamp.size, stamp.mtime_ns),
+            id=photo_id,
             read=functools.partial(self._read, key, stamp, path, attempts),
             on_finish=functools.partial(self._finished, name, stamp),
+            on_tagged=functools.partial(self._write_sidecar, path, photo_id) if self.config.xmp else None,
         )
         assert self._submit is not None
         self._submit(job)
@@ -342,6 +350,17 @@ class FolderSource:
             )
         self._state.begin(self.name, key, stamp)
         return read_photo_file(path, self._limits, follow_symlinks=False)
+
+    def _write_sidecar(self, path: Path, photo_id: str, description: Description) -> None:
+        """Before the photo counts as done; the id makes a photo offered again after a crash a no-op."""
+        sidecar = write_sidecar(
+            path,
+            description,
+            name_style=self.config.xmp_name,
+            overwrite_description=self.config.xmp_overwrite_description,
+            photo_id=photo_id,
+        )
+        log.debug("%s: wrote %s", self.name, display_name(str(sidecar)))
 
     def _regular_file_stamp(self, name: str, path: Path) -> FileStamp | None:
         """A regular file's stamp; None for what is gone or not a regular file (links are not followed)."""
