@@ -115,7 +115,10 @@ def test_threshold_and_model_selection() -> None:
         (["tag", "--threshold", "2", "x.jpg"], "2.0 is not between 0 (excluded) and 1"),
         (["tag", "--threshold", "high", "x.jpg"], "'high' is not a number"),
         (["tag"], "the following arguments are required: PHOTO|DIR"),
-        (["tag", "--detector", "yolo", "x.jpg"], "detector 'yolo': not a pack model (nanodet-g, ssdlite-person)"),
+        (
+            ["tag", "--detector", "yolo", "x.jpg"],
+            "detector 'yolo': not a pack model (nanodet-g, ssdlite-person)",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(args: list[str], message: str) -> None:
