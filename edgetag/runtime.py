@@ -135,6 +135,14 @@ class TFLiteModel:
         """Every output as real (dequantized) float32 values, in the model's output order."""
         return [spec.dequantize(self._interpreter.get_tensor(spec.index)) for spec in self.outputs]
 
+    def read_stored_outputs(self) -> list[npt.NDArray[Any]]:
+        """Every output as the tensor stores it (int8 for a quantized model), in the model's output order.
+
+        For decoders that threshold the raw values first and dequantize only what passes: cheaper than
+        dequantizing tens of thousands of values per photo.
+        """
+        return [self._interpreter.get_tensor(spec.index) for spec in self.outputs]
+
     def run(self, real: npt.NDArray[Any]) -> list[FloatArray]:
         self.set_input(real)
         self.invoke()

@@ -117,7 +117,10 @@ def test_threshold_and_model_selection() -> None:
         (["tag", "--threshold", "2", "x.jpg"], "2.0 is not between 0 (excluded) and 1"),
         (["tag", "--threshold", "high", "x.jpg"], "'high' is not a number"),
         (["tag"], "the following arguments are required: PHOTO|DIR"),
-        (["tag", "--detector", "yolo", "x.jpg"], "detector 'yolo': not a pack model (ssdlite-person)"),
+        (
+            ["tag", "--detector", "yolo", "x.jpg"],
+            "detector 'yolo': not a pack model (nanodet-g, ssdlite-person)",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(args: list[str], message: str) -> None:
@@ -136,6 +139,7 @@ def test_models_lists_the_pack_with_licenses_and_checksums() -> None:
         "ssdlite-person": "MIT",
         "blazeface": "Apache-2.0",
         "emotion-fer": "MIT",
+        "nanodet-g": "Apache-2.0",
     }
     assert {m["checksum"] for m in listing["models"]} == {"ok"}
     text = edgetag("models").stdout

@@ -1,8 +1,9 @@
 """What each model's outputs mean, one module per model family, behind one interface.
 
 A pack model is loaded by the family that registered its card's `output.format` (see `base.py`):
-`softmax` (classifier.py), `ssd-raw` (ssd.py), `blazeface` (faces.py), and whatever other modules
-of this package register. Adding a family is adding a file here: every module is imported below.
+`softmax` (classifier.py), `ssd-raw` (ssd.py), `blazeface` (faces.py), `nanodet` (nanodet.py), and
+whatever other modules of this package register. Adding a family is adding a file here: every module
+is imported below.
 """
 
 from __future__ import annotations

