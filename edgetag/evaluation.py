@@ -36,6 +36,16 @@ class LabelledPhoto:
     people: int
     smiling: int
     composite: str | None = None
+    people_max: int | None = None  # a range where a count cannot be exact (a crowd, tiny figures)
+    smiling_max: int | None = None  # a range where a smile is faint
+
+    @property
+    def people_range(self) -> tuple[int, int]:
+        return self.people, self.people if self.people_max is None else self.people_max
+
+    @property
+    def smiling_range(self) -> tuple[int, int]:
+        return self.smiling, self.smiling if self.smiling_max is None else self.smiling_max
 
 
 def read_labels(paths: Sequence[Path]) -> list[LabelledPhoto]:
@@ -65,9 +75,10 @@ def _labelled_photo(line: str, labels: Path, number: int) -> LabelledPhoto:
         split = str(entry["split"])
         if split not in SPLITS:
             raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
-        people, smiling = int(entry.get("people", 0)), int(entry.get("smiling", 0))
-        if smiling > people or people < 0:
-            raise ValueError(f"{smiling} smiling of {people} people")
+        people, people_max = _count_range(entry.get("people", 0), "people")
+        smiling, smiling_max = _count_range(entry.get("smiling", 0), "smiling")
+        if smiling > people_max:
+            raise ValueError(f"{smiling} smiling of at most {people_max} people")
         concepts = frozenset(str(c) for c in entry.get("concepts", ()))
         ambiguous = frozenset(str(c) for c in entry.get("ambiguous", ()))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
@@ -76,7 +87,21 @@ def _labelled_photo(line: str, labels: Path, number: int) -> LabelledPhoto:
     candidates = [labels.parent / name, labels.parent.parent / name]
     path = next((c for c in candidates if c.exists()), candidates[0])
     composite = entry.get("composite")
-    return LabelledPhoto(path, split, concepts, ambiguous, people, smiling, composite and str(composite))
+    return LabelledPhoto(
+        path, split, concepts, ambiguous, people, smiling, composite and str(composite),
+        people_max if people_max != people else None, smiling_max if smiling_max != smiling else None,
+    )  # fmt: skip
+
+
+def _count_range(value: Any, what: str) -> tuple[int, int]:
+    """A count as labelled: a number, or [fewest, most] where it cannot be exact."""
+    bounds = value if isinstance(value, list) else [value, value]
+    if len(bounds) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) for n in bounds):
+        raise ValueError(f"{what}: {value!r} is not a count or a [fewest, most] range of counts")
+    low, high = bounds
+    if not 0 <= low <= high:
+        raise ValueError(f"{what}: {value!r} is not a count or a [fewest, most] range of counts")
+    return low, high
 
 
 @dataclass
@@ -94,15 +119,24 @@ class Outcome:
 
     @property
     def people_right(self) -> bool:
-        return self.people == self.photo.people
+        low, high = self.photo.people_range
+        return low <= self.people <= high
 
     @property
     def smiling_right(self) -> bool:
-        return (self.smiling > 0) == (self.photo.smiling > 0)
+        """Whether anyone smiles, as labelled; a faint smile (a range from 0) is right either way."""
+        low, high = self.photo.smiling_range
+        return low <= self.smiling <= high if self.smiling == 0 or low == 0 else True
 
     @property
     def described(self) -> bool:
-        """Automatic alt text's bar: a correct concept named, and the people count right."""
+        """Automatic alt text's bar: a correct concept named, and the people count right.
+
+        A photo that holds nothing the vocabulary knows and no one is described by saying nothing
+        wrong ("No automatic alt text available." is then the right description).
+        """
+        if not self.truth and self.photo.people_range[1] == 0:
+            return not self.wrong and self.people == 0
         named_right = bool(self.said & self.truth) or (self.people > 0 and self.people_right)
         return named_right and self.people_right
 
@@ -236,7 +270,7 @@ def report(vocabulary: Vocabulary, outcomes: Sequence[Outcome], split: str) -> R
         people_right=sum(o.people_right for o in chosen),
         smiling_right=sum(o.smiling_right for o in chosen),
         smiling_true_positives=sum(o.photo.smiling > 0 for o in smiled),
-        smiling_predicted=len(smiled),
+        smiling_predicted=sum(o.photo.smiling > 0 or not o.photo.smiling_range[1] for o in smiled),
         smiling_actual=sum(o.photo.smiling > 0 for o in chosen),
         described=sum(o.described for o in chosen),
         described_without_error=sum(o.described and not o.wrong for o in chosen),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from edgetag import evaluation
 from edgetag.cli import main
 from edgetag.errors import ConfigError
-from edgetag.evaluation import LabelledPhoto, choose_thresholds, outcomes, read_labels, report
+from edgetag.evaluation import LabelledPhoto, choose_thresholds, outcome, outcomes, read_labels, report
 from edgetag.imaging import Photo
 from edgetag.models import Detection
 from edgetag.tagger import Observation
@@ -38,9 +39,13 @@ def table() -> Vocabulary:
     return vocabulary
 
 
-def seen(beagle: float = 0.0, tabby: float = 0.0, seashore: float = 0.0, faces: int = 0) -> Observation:
+def seen(
+    beagle: float = 0.0, tabby: float = 0.0, seashore: float = 0.0, faces: int = 0, smile: float | None = None
+) -> Observation:
     photo = Photo("x.jpg", 10, 10, "JPEG", Image.new("RGB", (10, 10)))
-    boxes = tuple(Face(Detection("face", 0.9, (0.1 * i, 0.1, 0.1 * i + 0.05, 0.2))) for i in range(faces))
+    boxes = tuple(
+        Face(Detection("face", 0.9, (0.1 * i, 0.1, 0.1 * i + 0.05, 0.2)), smile) for i in range(faces)
+    )
     return Observation(photo, np.array([beagle, tabby, seashore], np.float32), (), boxes, {}, 0.0)
 
 
@@ -75,6 +80,39 @@ def test_a_person_count_that_is_wrong_fails_the_photo() -> None:
         vocabulary, outcomes(vocabulary, [labelled({"dog"}, people=2)], [seen(beagle=0.9, faces=1)]), "test"
     )
     assert (result.people_right, result.described) == (0, 0)
+
+
+def test_a_crowd_labelled_as_a_range_is_right_anywhere_in_it() -> None:
+    vocabulary = table()
+    crowd = replace(labelled({"beach"}, people=2), people_max=6)
+    right = outcome(vocabulary, crowd, seen(seashore=0.9, faces=4))
+    assert right.people_right and right.described
+    assert not outcome(vocabulary, crowd, seen(seashore=0.9, faces=1)).people_right
+
+
+def test_a_faint_smile_is_right_either_way_and_a_clear_one_is_not() -> None:
+    vocabulary = table()
+    faint = replace(labelled(set(), people=1), smiling=0, smiling_max=1)
+    clear = replace(labelled(set(), people=1), smiling=1)
+    none = labelled(set(), people=1)
+    smiles, straight = seen(faces=1, smile=0.9), seen(faces=1, smile=0.1)
+    assert (
+        outcome(vocabulary, faint, smiles).smiling_right
+        and outcome(vocabulary, faint, straight).smiling_right
+    )
+    assert (
+        outcome(vocabulary, clear, smiles).smiling_right
+        and not outcome(vocabulary, clear, straight).smiling_right
+    )
+    assert not outcome(vocabulary, none, smiles).smiling_right
+
+
+def test_a_photo_of_nothing_the_vocabulary_knows_is_described_by_saying_nothing_wrong() -> None:
+    vocabulary = table()
+    nothing = labelled(set())
+    assert outcome(vocabulary, nothing, seen()).described
+    assert not outcome(vocabulary, nothing, seen(beagle=0.9)).described  # "dog" would be wrong
+    assert outcome(vocabulary, labelled(set(), ambiguous={"dog"}), seen(beagle=0.9)).described
 
 
 def test_only_the_chosen_part_is_reported() -> None:
@@ -114,7 +152,10 @@ def test_bad_labels_name_the_file_and_line(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     for line, message in [
         ('{"file": "a.jpg", "split": "train"}', "split 'train' is not one of"),
-        ('{"file": "a.jpg", "split": "test", "people": 1, "smiling": 2}', "2 smiling of 1 people"),
+        ('{"file": "a.jpg", "split": "test", "people": 1, "smiling": 2}', "2 smiling of at most 1 people"),
+        ('{"file": "a.jpg", "split": "test", "people": [3, 1]}', r"people: \[3, 1\] is not a count"),
+        ('{"file": "a.jpg", "split": "test", "people": [1, 2, 3]}', "is not a count or a"),
+        ('{"file": "a.jpg", "split": "test", "smiling": "one"}', "smiling: 'one' is not a count"),
         ('{"split": "test"}', "'file'"),
         ("{not json", "Expecting property name"),
     ]:
