@@ -12,6 +12,7 @@ not scored either way.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,6 @@ from edgetag.vocabulary import SMILING, Vocabulary
 
 SPLITS = ("calibration", "test")
 TARGET_PRECISION = 0.8
-MIN_POSITIVES_TO_LOWER = 3  # a threshold goes below the table's only on this much evidence
 THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1 .. 0.95
 
 
@@ -328,9 +328,11 @@ class Choice:
 def choose_thresholds(vocabulary: Vocabulary, outcomes: Sequence[Outcome]) -> list[Choice]:
     """Each concept's threshold on the calibration part: the lowest that keeps precision >= 0.8.
 
-    Scores are the concepts' own evidence (before any threshold). A concept that has labelled
-    photos but reaches 0.8 at no threshold is not said. One with too few labelled photos keeps the
-    table's threshold, raised above any false alarm seen; it may only go lower on enough evidence.
+    "Keeps" is meant with a margin: at the chosen threshold, precision must be at least 0.8 even one
+    standard error down (Wilson's lower bound), so that four right and none wrong is enough but one
+    lucky photo is not; and at every higher threshold precision stays >= 0.8. Scores are the
+    concepts' own evidence (before any threshold). A concept that says something wrong too often
+    at every threshold is not said. One without that evidence either way keeps the table's threshold.
     """
     calibration = [o for o in outcomes if o.photo.split == "calibration"]
     choices = []
@@ -340,6 +342,17 @@ def choose_thresholds(vocabulary: Vocabulary, outcomes: Sequence[Outcome]) -> li
         positives = sum(held for _, held in scored)
         choices.append(_choose(concept.name, concept.threshold, concept.said, scored, positives))
     return choices
+
+
+def precision_lower_bound(right: int, wrong: int, z: float = 1.0) -> float:
+    """Wilson's score interval, lower end: the precision we are fairly sure of from this many cases."""
+    n = right + wrong
+    if not n:
+        return 0.0
+    p = right / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
 
 
 def _choose(
@@ -364,19 +377,21 @@ def _choose(
 
     if not said:
         return Choice(name, default, False, positives, *figures(default), "not said by the table")
-    # Without enough labelled photos a threshold may rise (above false alarms) but never fall.
-    lowest = min(THRESHOLD_GRID) if positives >= MIN_POSITIVES_TO_LOWER else default
-    for threshold in sorted({*(t for t in THRESHOLD_GRID if t >= lowest), default}):
-        if precise_from(threshold) and (at(threshold)[0] or not positives):
-            if positives >= MIN_POSITIVES_TO_LOWER:
-                why = "calibrated"
-            elif positives:
-                why = f"only {positives} labelled: not lowered"
-            else:
-                why = "no labelled photo: " + (
-                    "raised above false alarms" if threshold > default else "as the table"
-                )
-            return Choice(name, threshold, True, positives, *figures(threshold), why)
+    for threshold in sorted({*THRESHOLD_GRID, default}):
+        if precise_from(threshold) and precision_lower_bound(*at(threshold)) >= TARGET_PRECISION:
+            return Choice(name, threshold, True, positives, *figures(threshold), "calibrated")
+    # No threshold is surely precise. The table's stands where there is too little evidence either
+    # way; a concept no photo holds is raised above its false alarms; the rest is not said.
+    if precise_from(default):
+        return Choice(name, default, True, positives, *figures(default), "too little evidence: as the table")
+    if not positives:
+        raised = (
+            min(t for t in THRESHOLD_GRID if t > default and precise_from(t))
+            if precise_from(max(THRESHOLD_GRID))
+            else None
+        )
+        if raised is not None:
+            return Choice(name, raised, True, 0, *figures(raised), "raised above false alarms")
     return Choice(
         name, default, False, positives, *figures(default), "precision below 0.8 at every threshold"
     )

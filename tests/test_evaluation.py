@@ -125,15 +125,29 @@ def test_only_the_chosen_part_is_reported() -> None:
 def test_thresholds_are_the_lowest_that_keep_precision_on_the_calibration_part() -> None:
     vocabulary = table()
     cases = [  # (beagle score, truly a dog)
-        (0.32, True), (0.42, True), (0.65, True), (0.9, True), (0.37, False), (0.2, False),
+        (0.32, True), (0.42, True), (0.45, True), (0.65, True), (0.9, True), (0.37, False), (0.2, False),
     ]  # fmt: skip
     photos = [labelled({"dog"} if dog else set(), "calibration") for _, dog in cases]
     photos.append(labelled({"cat"}, "test"))  # the test part never moves a threshold
     observed = [seen(beagle=score) for score, _ in cases] + [seen(beagle=0.95)]
     choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
-    # At 0.3: 2 of 3 right (0.67); from 0.4 up: every prediction right.
+    # At 0.3: 2 of 3 right (0.67); from 0.4 up: every prediction right, four of them (enough to be sure).
     assert choices["dog"].threshold == 0.4 and choices["dog"].said
-    assert choices["dog"].precision == 1.0 and choices["dog"].recall == 0.75
+    assert choices["dog"].precision == 1.0 and choices["dog"].recall == 0.8
+
+
+def test_three_right_are_too_few_to_lower_a_threshold_and_none_fired_keeps_the_table() -> None:
+    vocabulary = table()
+    cases = [(0.42, True), (0.45, True), (0.9, True), (0.2, False)]  # (beagle score, truly a dog)
+    photos = [labelled({"dog"} if dog else set(), "calibration") for _, dog in cases]
+    photos += [labelled({"cat"}, "calibration")]  # a cat the model never sees: no evidence either way
+    observed = [seen(beagle=score) for score, _ in cases] + [seen()]
+    choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
+    assert (choices["dog"].threshold, choices["dog"].said) == (0.5, True)
+    assert (choices["cat"].threshold, choices["cat"].said) == (0.5, True)
+    assert evaluation.precision_lower_bound(4, 0) == pytest.approx(0.8)
+    assert evaluation.precision_lower_bound(3, 0) < 0.8 < evaluation.precision_lower_bound(8, 0)
+    assert evaluation.precision_lower_bound(9, 1) < 0.8  # 90% of ten is not yet sure of 80%
 
 
 def test_a_concept_that_is_never_precise_is_not_said_and_one_without_labels_only_rises() -> None:
