@@ -380,18 +380,14 @@ def _choose(
     for threshold in sorted({*THRESHOLD_GRID, default}):
         if precise_from(threshold) and precision_lower_bound(*at(threshold)) >= TARGET_PRECISION:
             return Choice(name, threshold, True, positives, *figures(threshold), "calibrated")
-    # No threshold is surely precise. The table's stands where there is too little evidence either
-    # way; a concept no photo holds is raised above its false alarms; the rest is not said.
-    if precise_from(default):
-        return Choice(name, default, True, positives, *figures(default), "too little evidence: as the table")
-    if not positives:
-        raised = (
-            min(t for t in THRESHOLD_GRID if t > default and precise_from(t))
-            if precise_from(max(THRESHOLD_GRID))
-            else None
-        )
-        if raised is not None:
-            return Choice(name, raised, True, 0, *figures(raised), "raised above false alarms")
+    # No threshold is surely precise. Where the evidence is thin the table's threshold stands, raised
+    # above the false alarms seen if it still says something right there (or there is nothing right
+    # to say: no labelled photo, or none it ever fired on); else the concept is not said.
+    never_fired = at(default) == (0, 0)
+    for threshold in sorted({*(t for t in THRESHOLD_GRID if t >= default), default}):
+        if precise_from(threshold) and (at(threshold)[0] or not positives or never_fired):
+            why = "too little evidence: as the table" if threshold == default else "raised above false alarms"
+            return Choice(name, threshold, True, positives, *figures(threshold), why)
     return Choice(
         name, default, False, positives, *figures(default), "precision below 0.8 at every threshold"
     )

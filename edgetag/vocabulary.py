@@ -46,6 +46,11 @@ class Concept:
     parent: str | None = None
     plural: str | None = None
     said: bool = True
+    boxes: str = "prove"
+    """What a detector box of this concept's labels does: "prove" it (its score is evidence), or only
+    "count" it, proving its ancestors. A COCO detector has ten mammals and puts every other one
+    into them (a calf is a "dog", a lion a "cat"): its box says "an animal, here", the kind is
+    the classifier's to say."""
     parents: tuple[str, ...] = ()  # every ancestor, nearest first (filled in when the tree is built)
 
     @property
@@ -162,10 +167,14 @@ class Vocabulary:
         # Which concepts each detector label is evidence of: its own concept and all their ancestors.
         # A label named like a concept counts too, so a COCO model's "dog" needs no listing.
         people_labels = {label.lower() for label in people.objects}
-        self._label_concepts: dict[str, set[int]] = {}
+        self._label_concepts: dict[str, set[int]] = {}  # label -> the concepts its boxes prove
+        self._label_counts: dict[str, set[int]] = {}  # label -> the concepts that count its boxes
         for concept in self.concepts:
+            lineage = self._lineage(concept)
+            proves = lineage if concept.boxes == "prove" else lineage[1:]
             for label in {*(o.lower() for o in concept.objects), concept.name.lower()} - people_labels:
-                self._label_concepts.setdefault(label, set()).update(self._lineage(concept))
+                self._label_concepts.setdefault(label, set()).update(proves)
+                self._label_counts.setdefault(label, set()).update(lineage)
 
     def _lineage(self, concept: Concept) -> list[int]:
         return [self._column[concept.name], *(self._column[p] for p in concept.parents)]
@@ -206,6 +215,7 @@ class Vocabulary:
                     parent=str(entry["parent"]) if "parent" in entry else None,
                     plural=str(entry["plural"]) if "plural" in entry else None,
                     said=bool(entry.get("said", True)),
+                    boxes=str(entry.get("boxes", "prove")),
                 )
             except (KeyError, TypeError, ValueError) as error:
                 raise ConfigError(f"{where}: {error}") from error
@@ -215,6 +225,8 @@ class Vocabulary:
                 raise ConfigError(f"{where}: only a concept without a parent has a group")
             if not 0.0 < concept.threshold <= 1.0:
                 raise ConfigError(f"{where}: threshold {concept.threshold} is not in (0, 1]")
+            if concept.boxes not in ("prove", "count"):
+                raise ConfigError(f"{where}: boxes {concept.boxes!r} is not 'prove' or 'count'")
             concepts.append(concept)
         names = [c.name for c in concepts]
         if len(set(names)) != len(names):
@@ -302,12 +314,17 @@ class Vocabulary:
         evidence: dict[str, float] = {}
         for column, concept in enumerate(self.concepts):
             limit = concept.threshold if threshold is None else threshold
-            mine = [d for d in detections if column in self._label_concepts.get(d.label.lower(), ())]
-            score = max([float(class_scores[column]), *(d.score for d in mine)])
+            proof = [d for d in detections if column in self._label_concepts.get(d.label.lower(), ())]
+            counted = [d for d in detections if column in self._label_counts.get(d.label.lower(), ())]
+            score = max([float(class_scores[column]), *(d.score for d in proof)])
             if score > 0:
                 evidence[concept.name] = score
             if score >= limit:
-                confident[column] = (score, [d for d in mine if d.score >= limit])
+                # Boxes that only count are held to the threshold of the concept they prove.
+                box_limit = limit
+                if concept.boxes == "count" and concept.parent is not None and threshold is None:
+                    box_limit = self._by_name[concept.parent].threshold
+                confident[column] = (score, [d for d in counted if d.score >= box_limit])
 
         # The most specific confident concepts: drop every ancestor of a concept that is said.
         covered = {p for c in confident if self.concepts[c].said for p in self.concepts[c].parents}
@@ -328,7 +345,7 @@ class Vocabulary:
             d
             for d in detections
             if d.label.lower() not in people_labels
-            and d.label.lower() not in self._label_concepts
+            and d.label.lower() not in self._label_counts
             and d.score >= unlisted_limit
         ]
         tags.sort(key=lambda t: (not t.said, t.group == SCENE_GROUP, -t.score))

@@ -257,6 +257,27 @@ def test_one_animal_called_dog_and_cat_by_the_detector_is_counted_once_as_an_ani
     assert described.sentence == "Image may contain: animal"
 
 
+def test_boxes_that_only_count_prove_an_animal_and_count_the_kind_the_classifier_names() -> None:
+    """A COCO "dog" box on a calf: an animal is there; that it is a dog is the classifier's to say."""
+    counting = {
+        **TREE,
+        "concept": [dict(c, boxes="count") if c["name"] == "dog" else c for c in TREE["concept"]],
+    }
+    table = Vocabulary.from_dict(counting, "tree")
+    table.bind(TREE_LABELS)
+    calf = [Detection("dog", 0.8, (0.1, 0.1, 0.6, 0.9))]
+    described = table.describe(tree_probabilities(), calf, [])
+    assert [(t.concept, t.count) for t in described.tags] == [("animal", 1)]
+    assert "dog" not in described.evidence
+    dogs = [Detection("dog", 0.7, (0.0, 0.0, 0.3, 0.5)), Detection("dog", 0.6, (0.4, 0.0, 0.7, 0.5))]
+    described = table.describe(tree_probabilities(beagle=0.8), dogs, [])
+    assert described.sentence == "Image may contain: 2 dogs"
+    with pytest.raises(ConfigError, match="boxes 'maybe' is not 'prove' or 'count'"):
+        Vocabulary.from_dict(
+            {"concept": [{"name": "a", "group": "animal", "threshold": 0.5, "boxes": "maybe"}]}
+        )
+
+
 def test_scenes_follow_the_tree_too() -> None:
     described = tree().describe(tree_probabilities(seashore=0.6, beagle=0.9), [], [])
     assert described.sentence == "Image may contain: dog and beach"
@@ -386,11 +407,13 @@ def test_the_stock_tree_is_broad_and_deep() -> None:
 def test_counted_concepts_have_their_plurals_and_scenes_are_never_counted() -> None:
     table = stock()
     sheep = [Detection("sheep", 0.9, (0.0, 0.0, 0.3, 0.3)), Detection("sheep", 0.8, (0.5, 0.5, 0.9, 0.9))]
-    assert table.describe(None, sheep, []).sentence == "Image may contain: 2 sheep"
+    # COCO's sheep boxes prove animals; the kind is the classifier's to say (boxes = "count")
+    assert table.describe(None, sheep, []).sentence == "Image may contain: 2 animals"
     knives = [Detection("knife", 0.9, (0.0, 0.0, 0.3, 0.3)), Detection("knife", 0.8, (0.5, 0.5, 0.9, 0.9))]
     assert table.describe(None, knives, []).sentence == "Image may contain: 2 knives"
     plurals = {c.name: c.plural_name for c in table.concepts}
     assert plurals["computer mouse"] == "computer mice" and plurals["glasses"] == "glasses"
+    assert plurals["sheep"] == "sheep"
     scenes = [c for c in table.concepts if root_group(table, c) == SCENE_GROUP]
     assert {"outdoor", "indoor", "beach"} <= {c.name for c in scenes}
     assert [c.name for c in scenes if c.objects] == []

@@ -232,6 +232,8 @@ def render(data: dict[str, Any], concepts: list[Concept], labels: list[str]) -> 
             lines.append(f"plural = {toml_string(entry['plural'])}")
         if entry.get("said", True) is False:
             lines.append("said = false")
+        if "boxes" in entry:
+            lines.append(f"boxes = {toml_string(entry['boxes'])}")
         if "note" in entry:
             lines += comment(entry["note"])
         classes = [labels[i] for i in sorted(set(concept.classes) | set(entry["_also"]))]
