@@ -99,7 +99,7 @@ class ModelsConfig:
     classifier: str = field(default="efficientnet-lite0", metadata={"model": True})
     """A pack model's name, a path to your own .tflite, or "none"."""
     classifier_labels: Path | None = None
-    detector: str = field(default="ssdlite-person", metadata={"model": True})
+    detector: str = field(default="nanodet-g", metadata={"model": True})
     detector_labels: Path | None = None
     faces: str = "blazeface"
     expressions: str = "emotion-fer"

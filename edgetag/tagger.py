@@ -47,7 +47,7 @@ class ModelSettings:
 
     classifier: str = "efficientnet-lite0"
     classifier_labels: Path | None = None
-    detector: str = "ssdlite-person"
+    detector: str = "nanodet-g"
     detector_labels: Path | None = None
     faces: str = "blazeface"
     expressions: str = "emotion-fer"  # used only with a face model

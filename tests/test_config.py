@@ -519,7 +519,7 @@ def test_paths_are_relative_to_the_file_and_tilde_is_home(tmp_path: Path) -> Non
     assert config.models.vocabulary == tmp_path / "words.toml"
     assert config.models.classifier == str(tmp_path / "mine.tflite")
     assert config.models.classifier_labels == Path("/abs/labels.txt")
-    assert config.models.detector == "ssdlite-person"  # a pack name is not a path
+    assert config.models.detector == "nanodet-g"  # a pack name is not a path
     assert config.sources == [FolderSourceConfig(name="a", path=tmp_path / "photos")]
 
 

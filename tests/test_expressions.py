@@ -26,7 +26,7 @@ def smiles(tagger: Tagger, name: str) -> list[float | None]:
 def test_the_smiling_astronaut_smiles(tagger: Tagger) -> None:
     result = tagger.tag_file(SAMPLES / "astronaut.jpg").to_dict()
     assert [face["smile"] for face in result["faces"]] == [pytest.approx(1.0, abs=0.1)]
-    assert result["sentence"] == "Image may contain: 1 person and smiling"
+    assert result["sentence"].startswith("Image may contain: 1 person, smiling")
     assert result["tags"][1]["concept"] == "smiling" and result["tags"][1]["count"] == 1
 
 
@@ -48,7 +48,8 @@ def test_faces_without_a_smile_model_say_nothing_about_expressions() -> None:
     tagger = Tagger.from_settings(ModelSettings(expressions="none"))
     result = tagger.tag_file(SAMPLES / "astronaut.jpg").to_dict()
     assert len(result["faces"]) == 1 and "smile" not in result["faces"][0]
-    assert result["sentence"] == "Image may contain: 1 person"
+    assert result["sentence"].startswith("Image may contain: 1 person")
+    assert "smiling" not in result["sentence"]
     assert "emotion-fer" not in {model["name"] for model in result["models"]}
 
 

@@ -61,8 +61,8 @@ def test_the_copy_works_before_it_is_broken(pack_copy: Path) -> None:
 
 
 def test_a_missing_model_file_is_a_clear_start_up_error(pack_copy: Path) -> None:
-    (pack_copy / "ssdlite-person-int8.tflite").unlink()
-    with pytest.raises(ModelError, match=r"model file .*ssdlite-person-int8.tflite is missing"):
+    (pack_copy / "nanodet-g-int8.tflite").unlink()
+    with pytest.raises(ModelError, match=r"model file .*nanodet-g-int8.tflite is missing"):
         Tagger.from_settings(ModelSettings())
 
 
@@ -98,7 +98,7 @@ def test_a_label_file_that_does_not_fit_the_model_is_a_start_up_error(pack_copy:
     with pytest.raises(
         ModelError, match="scores 2 classes but its label file gives 2 labels plus background"
     ):
-        Tagger.from_settings(ModelSettings(classifier="none"))
+        Tagger.from_settings(ModelSettings(classifier="none", detector="ssdlite-person"))
 
 
 def test_a_broken_card_names_itself(pack_copy: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -174,7 +175,7 @@ def test_the_stock_vocabulary_loads_and_follows_its_own_rules() -> None:
 # --- the concept tree (format 2) -------------------------------------------------------------------
 
 TREE_LABELS = ["beagle", "pug", "tabby", "daisy", "rose", "ram", "seashore", "lakeside"]
-TREE = {
+TREE: dict[str, Any] = {
     "people": {"threshold": 0.5, "face_threshold": 0.6, "smiling_threshold": 0.6},
     "concept": [
         {"name": "animal", "group": "animal", "threshold": 0.5},
