@@ -9,7 +9,10 @@ Prints medians of:
   model (what most examples do);
 - peak RSS of the `edgetag tag` command tagging the samples and the 12 MP photo;
 - the CPU time a small photo needs (preparing it on one thread, inferring on all the inference threads),
-  and from it the fastest a stream could go at those costs on the cores this process may use.
+  and from it the fastest a stream could go at those costs on the cores this process may use;
+- the previous pack (person-only SSD, no expression model) against the current one (NanoDet-g
+  COCO-80 detector and the expression model), in the same rounds: per-photo time and CPU, and the
+  peak RSS of `edgetag tag` with each.
 
 Every figure is measured round-robin (one of each per round), so a ratio compares numbers taken under
 the same machine conditions; timings on a shared or virtual machine drift by tens of percent.
@@ -23,7 +26,6 @@ import argparse
 import functools
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +40,9 @@ from edgetag.imaging import Photo
 from edgetag.models import Classifier, DetectorModel, ImageModel
 from edgetag.runtime import runtime_name
 from edgetag.tagger import ModelSettings, Tagger, TagResult
+
+OLD_PACK = ModelSettings(detector="ssdlite-person", expressions="none")
+OLD_PACK_FLAGS = ["--detector", "ssdlite-person", "--expressions", "none"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "samples" / "astronaut.jpg"
@@ -109,10 +114,16 @@ def round_robin(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+_MEASURE_CHILD = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
 def peak_rss_mb(command: list[str]) -> float:
-    """Peak resident memory of one child process (its own, measured by the kernel)."""
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """Peak resident memory of `command` alone, measured by the kernel (through a fresh parent)."""
+    run = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, *command], check=True, capture_output=True)
+    return int(run.stdout) / 1024
 
 
 def main() -> None:
@@ -123,22 +134,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         camera = make_camera_photo(Path(scratch))
         photos = [str(p) for p in sorted((ROOT / "samples").glob("*.jpg"))]
-        rss = peak_rss_mb([sys.executable, "-m", "edgetag", "tag", *photos, str(camera)])  # first child
+        command = [sys.executable, "-m", "edgetag", "tag", *photos, str(camera)]
+        rss = peak_rss_mb(command)
+        old_rss = peak_rss_mb([*command, *OLD_PACK_FLAGS])
 
         tagger = Tagger.from_settings(ModelSettings())
+        old = Tagger.from_settings(OLD_PACK)
         models: list[ImageModel] = [m for m in (tagger.classifier, tagger.detector, tagger.faces) if m]
+        old_detector = old.detector
+        assert old_detector is not None
         image = tagger.load(SMALL).image
         for model in models:
             model.invoke(model.prepare(image))  # a real input stays loaded for the floor
+        old_detector.invoke(old_detector.prepare(image))
         timed: dict[str, Callable[[], object]] = {f"floor {m.info.name}": m.model.invoke for m in models}
+        timed[f"floor {old_detector.info.name}"] = old_detector.model.invoke
         measured: dict[str, Callable[[], float]] = {}
         for label, path in (("small", SMALL), ("12mp", camera)):
             timed[f"one {label}"] = functools.partial(tagger.tag_file, path)
             timed[f"naive {label}"] = functools.partial(naive_tag, tagger, path)
+            timed[f"old {label}"] = functools.partial(old.tag_file, path)
             measured[f"stream {label}"] = functools.partial(stream_gap_ms, tagger, path)
         prepared = tagger.prepare_file(SMALL)
         measured["cpu prepare"] = functools.partial(cpu_ms, functools.partial(tagger.prepare_file, SMALL))
         measured["cpu infer"] = functools.partial(cpu_ms, functools.partial(tagger.infer, prepared))
+        old_prepared = old.prepare_file(SMALL)
+        measured["cpu old prepare"] = functools.partial(cpu_ms, functools.partial(old.prepare_file, SMALL))
+        measured["cpu old infer"] = functools.partial(cpu_ms, functools.partial(old.infer, old_prepared))
         median = round_robin(timed, measured, args.rounds)
         same = {p: tagger.tag_file(p).sentence == naive_tag(tagger, p).sentence for p in (SMALL, camera)}
 
@@ -166,7 +188,7 @@ def main() -> None:
     stream, one = median["stream small"] / floor_sum, median["one small"] / floor_sum
     print(f"  small, in a stream, vs invoke floors: {stream:5.2f}x their sum (<= 1.3x)")
     print(f"  small, one photo, vs invoke floors:   {one:5.2f}x their sum")
-    print(f"  peak RSS of `edgetag tag`:            {rss:5.0f} MB (< 150 MB)")
+    print(f"  peak RSS of `edgetag tag`:            {rss:5.0f} MB (< 170 MB)")
     cores = len(os.sched_getaffinity(0))
     prepare_cpu, infer_cpu = median["cpu prepare"], median["cpu infer"]
     best = (prepare_cpu + infer_cpu) / cores
@@ -174,6 +196,17 @@ def main() -> None:
     print(f"  read, decode and fit the inputs:      {prepare_cpu:5.2f} ms")
     print(f"  infer and describe:                   {infer_cpu:5.2f} ms")
     print(f"  a stream at best, their sum / cores:  {best:5.2f} ms = {best / floor_sum:.2f}x the floors")
+    old_cpu = median["cpu old prepare"] + median["cpu old infer"]
+    new_cpu = prepare_cpu + infer_cpu
+    print("\nthe current pack against the previous one (person-only SSD, no expressions), same rounds")
+    print(f"  invoke floor, {old_detector.info.name:<22} {median[f'floor {old_detector.info.name}']:8.2f} ms")
+    for label, name in (("small", "small 512x512"), ("12mp", "12 MP 4056x3040")):
+        new, before = median[f"one {label}"], median[f"old {label}"]
+        print(f"  {name:<20} one photo: {before:7.2f} ms -> {new:7.2f} ms = {new / before:4.2f}x")
+    print(
+        f"  small, CPU time:     {old_cpu:7.2f} ms -> {new_cpu:7.2f} ms = {new_cpu / old_cpu:4.2f}x (<= 1.6x)"
+    )
+    print(f"  peak RSS of `edgetag tag`: {old_rss:5.0f} MB -> {rss:5.0f} MB (< 170 MB)")
 
 
 if __name__ == "__main__":
