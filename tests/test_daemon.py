@@ -171,6 +171,24 @@ def test_photos_in_a_folder_become_one_event_each(broker: Broker, tmp_path: Path
     assert "tagged inbox/chelsea.jpg: Image may contain: cat" in daemon.log()
 
 
+def test_a_broader_concept_sensor_sees_its_kinds(broker: Broker, tmp_path: Path, start_daemon: Any) -> None:
+    """Home Assistant asks for "animal"; the photo says "cat": the animal sensor turns on."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    everything = Subscriber(broker, "#")
+    start_daemon(broker, sources=[folder_source(inbox)], homeassistant={"concepts": ["animal"]})
+    drop(inbox, "chelsea.jpg")
+    (cat,) = wait_events(everything, 1)
+    assert cat["sentence"] == "Image may contain: cat" and cat["tags"][0]["parents"] == ["animal"]
+    animal = "edgetag/pi/inbox/animal"
+    everything.wait_until(lambda: any(m.topic == animal and m.payload == b"1" for m in everything.messages))
+    drop(inbox, "coffee.jpg")
+    wait_events(everything, 2)
+    everything.wait_until(lambda: [m.payload for m in everything.messages if m.topic == animal][-1] == b"0")
+    configs = [m.topic for m in everything.messages if m.topic.startswith("homeassistant/")]
+    assert any("animal" in topic and topic.endswith("/config") for topic in configs)
+
+
 def test_photos_that_arrived_while_down_are_tagged_and_old_ones_are_not_repeated(
     broker: Broker, tmp_path: Path, start_daemon: Any
 ) -> None:
