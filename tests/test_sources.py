@@ -392,6 +392,10 @@ def test_fifos_and_links_moved_in_are_skipped_without_blocking(tmp_path: Path, s
     os.mkfifo(outside / "pipe")
     shutil.copy(SAMPLES / "chelsea.jpg", outside / "private.jpg")
     inbox, collector, source = started_source(tmp_path, state)
+    deadline = time.monotonic() + 10
+    while source.watching != "inotify" and time.monotonic() < deadline:  # else the moves go unseen
+        time.sleep(0.01)
+    time.sleep(0.2)  # the first scan is done and the watch is in place
     try:
         os.mkfifo(inbox / ".fifo.part")
         (inbox / ".fifo.part").rename(inbox / "fifo.jpg")
@@ -403,6 +407,33 @@ def test_fifos_and_links_moved_in_are_skipped_without_blocking(tmp_path: Path, s
         copy_in(SAMPLES / "coffee.jpg", inbox, "real.jpg")
         (job,) = collector.take(1)
         assert job.name == "real.jpg", "neither FIFOs nor symbolic links are offered"
+        assert collector.nothing_more()
+    finally:
+        source.stop()
+
+
+def test_fifos_and_links_already_there_at_start_are_skipped_and_nothing_blocks(
+    tmp_path: Path, state: FolderState
+) -> None:
+    """The start-up scan skips them too (it always did; this keeps it so), and the photo is read."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.mkfifo(outside / "pipe")
+    shutil.copy(SAMPLES / "chelsea.jpg", outside / "private.jpg")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    os.mkfifo(inbox / "fifo.jpg")
+    (inbox / "to-fifo.jpg").symlink_to(outside / "pipe")
+    (inbox / "to-outside.jpg").symlink_to(outside / "private.jpg")
+    (inbox / "to-passwd.jpg").symlink_to("/etc/passwd")
+    shutil.copy(SAMPLES / "coffee.jpg", inbox / "real.jpg")
+    old = time.time() - 120  # settled long ago, as files that waited for edgetag to start are
+    os.utime(inbox / "real.jpg", (old, old))
+    _, collector, source = started_source(tmp_path, state)
+    try:
+        (job,) = collector.take(1)
+        assert job.name == "real.jpg", "neither FIFOs nor symbolic links are offered"
+        assert job.read is not None and job.read()[:2] == b"\xff\xd8"
         assert collector.nothing_more()
     finally:
         source.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from tests.broker import Broker, BrokerFactory, Subscriber
-from tests.test_daemon import PHOTOS, drop, fill, folder_source, jpeg_variant, names
+from tests.test_daemon import drop, drop_stream, fill, folder_source, jpeg_variant, names
 
 BURST = 36
 EVENTS = "edgetag/pi/events/#"
@@ -35,19 +34,6 @@ def rng() -> random.Random:
     seed = int(os.environ.get("EDGETAG_FAULT_SEED") or random.SystemRandom().randrange(1 << 32))
     print(f"fault seed: EDGETAG_FAULT_SEED={seed}")
     return random.Random(seed)
-
-
-def burst(inbox: Path, count: int = BURST, per_second: float = 12.0) -> threading.Thread:
-    """Photos 000.jpg... arriving in the background, as a camera or an upload tool writes them."""
-
-    def run() -> None:
-        for index in range(count):
-            drop(inbox, f"{index:03d}.jpg", PHOTOS[index % len(PHOTOS)])
-            time.sleep(1 / per_second)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def tag_events(subscriber: Subscriber) -> list[dict[str, Any]]:
@@ -104,7 +90,7 @@ def test_random_sigkills_during_a_burst(
     inbox.mkdir()
     subscriber = Subscriber(broker, EVENTS)
     daemon = start_daemon(broker, sources=[folder_source(inbox)], state=state)
-    stream = burst(inbox)
+    stream = drop_stream(inbox, BURST, per_second=12)
     for _ in range(3):
         time.sleep(rng.uniform(0.3, 1.5))
         daemon.kill()  # SIGKILL: wherever it was (decoding, storing, publishing, recording delivery)
@@ -122,7 +108,7 @@ def test_broker_restarts_during_a_burst(
     inbox.mkdir()
     subscriber = Subscriber(broker, EVENTS, persistent=True, client_id="watcher")
     daemon = start_daemon(broker, sources=[folder_source(inbox)])
-    stream = burst(inbox)
+    stream = drop_stream(inbox, BURST, per_second=12)
     for _ in range(3):
         time.sleep(rng.uniform(0.3, 1.2))
         broker.stop()
@@ -141,7 +127,7 @@ def test_the_state_disk_fills_up_during_a_burst(
     inbox.mkdir()
     subscriber = Subscriber(broker, EVENTS)
     daemon = start_daemon(broker, sources=[folder_source(inbox)], state=small_disk / "state")
-    stream = burst(inbox)
+    stream = drop_stream(inbox, BURST, per_second=12)
     for _ in range(2):
         time.sleep(rng.uniform(0.2, 1.0))
         filler = fill(small_disk)  # no room for an event, nor for the folder's state
@@ -208,7 +194,7 @@ def test_a_hostile_client_on_the_same_broker(
     daemon = start_daemon(broker, sources=[
         folder_source(inbox), {"type": "mqtt", "name": "cams", "topic": "cams/jpeg"},
     ], homeassistant={"enabled": True})  # fmt: skip
-    stream = burst(inbox)
+    stream = drop_stream(inbox, BURST, per_second=12)
     while stream.is_alive():
         hostile.one_attack()
         time.sleep(rng.uniform(0.05, 0.3))
