@@ -10,7 +10,6 @@ Run: `.venv/bin/python benchmarks/bench_bombs.py`
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,12 +18,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.measure import run_measured
+
 ROOT = Path(__file__).resolve().parent.parent
-_MEASURE_CHILD = (
-    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(r.returncode);"
-    " print((r.stderr.strip().splitlines() or [''])[-1]); print((r.stdout.strip().splitlines() or [''])[-1])"
-)
 
 
 def flat_webp(path: Path) -> None:
@@ -60,14 +56,12 @@ def main() -> None:
             make(path)
             command = [sys.executable, "-m", "edgetag", "tag", str(path)]
             started = time.perf_counter()
-            run = subprocess.run(
-                [sys.executable, "-c", _MEASURE_CHILD, *command], check=True, capture_output=True, text=True
-            )
+            run = run_measured(command)
             seconds = time.perf_counter() - started
-            rss_kb, code, stderr, stdout = [*run.stdout.splitlines(), "", "", "", ""][:4]
-            said = stderr.replace(str(path), "FILE") or stdout.replace(str(path), "FILE")
-            print(f"  {name:<30} {path.stat().st_size / 1024:9.1f} KB  peak RSS {int(rss_kb) / 1024:5.0f} MB"
-                  f"  {seconds:5.1f} s  exit {code}  {said}")  # fmt: skip
+            last = (run.stderr.strip() or run.stdout.strip()).splitlines()[-1:] or [""]
+            said = last[0].replace(str(path), "FILE")
+            print(f"  {name:<30} {path.stat().st_size / 1024:9.1f} KB  peak RSS {run.peak_rss_mb:5.0f} MB"
+                  f"  {seconds:5.1f} s  exit {run.returncode}  {said}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from benchmarks.measure import run_measured
 from edgetag.imaging import Photo
 from edgetag.models import Classifier, DetectorModel, ImageModel
 from edgetag.runtime import runtime_name
@@ -114,16 +115,12 @@ def round_robin(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-_MEASURE_CHILD = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
-    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
-
-
 def peak_rss_mb(command: list[str]) -> float:
-    """Peak resident memory of `command` alone, measured by the kernel (through a fresh parent)."""
-    run = subprocess.run([sys.executable, "-c", _MEASURE_CHILD, *command], check=True, capture_output=True)
-    return int(run.stdout) / 1024
+    """Peak resident memory of `command` alone (it must succeed)."""
+    measured = run_measured(command)
+    if measured.returncode != 0:
+        raise subprocess.CalledProcessError(measured.returncode, command, measured.stdout, measured.stderr)
+    return measured.peak_rss_mb
 
 
 def main() -> None:
