@@ -315,11 +315,11 @@ class Vocabulary:
         for column, concept in enumerate(self.concepts):
             limit = concept.threshold if threshold is None else threshold
             proof = [d for d in detections if column in self._label_concepts.get(d.label.lower(), ())]
-            counted = [d for d in detections if column in self._label_counts.get(d.label.lower(), ())]
             score = max([float(class_scores[column]), *(d.score for d in proof)])
             if score > 0:
                 evidence[concept.name] = score
             if score >= limit:
+                counted = [d for d in detections if column in self._label_counts.get(d.label.lower(), ())]
                 # Boxes that only count are held to the threshold of the concept they prove.
                 box_limit = limit
                 if concept.boxes == "count" and concept.parent is not None and threshold is None:
