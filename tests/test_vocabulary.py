@@ -122,6 +122,17 @@ def test_detector_labels_count_their_concept_and_unlisted_labels_stay_out_of_the
     assert described.sentence == "Image may contain: 2 dogs"
 
 
+def test_classifier_and_detector_agreeing_are_surer_than_either_alone() -> None:
+    table = vocabulary().with_thresholds({"concept": {"dog": {"threshold": 0.7}}})
+    box = [Detection("dog", 0.5, (0.1, 0.1, 0.6, 0.6))]
+    assert table.describe(probabilities(beagle=0.5), [], []).sentence == NOTHING
+    assert table.describe(None, box, []).sentence == NOTHING
+    agreed = table.describe(probabilities(beagle=0.5), box, [])
+    assert agreed.sentence == "Image may contain: dog"  # 1 - (1 - 0.5) (1 - 0.5) = 0.75
+    assert agreed.evidence["dog"] == pytest.approx(0.75)
+    assert table.describe(probabilities(beagle=0.65), [], []).evidence["dog"] == pytest.approx(0.65)
+
+
 def test_one_threshold_can_override_them_all() -> None:
     table = vocabulary()
     outputs = (probabilities(tabby=0.2, espresso=0.15), [person(0.3)], [face(0.35, (0.8, 0.8, 0.9, 0.9))])
