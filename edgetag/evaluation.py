@@ -332,16 +332,32 @@ def choose_thresholds(vocabulary: Vocabulary, outcomes: Sequence[Outcome]) -> li
     standard error down (Wilson's lower bound), so that four right and none wrong is enough but one
     lucky photo is not; and at every higher threshold precision stays >= 0.8. Scores are the
     concepts' own evidence (before any threshold). A concept that says something wrong too often
-    at every threshold is not said. One without that evidence either way keeps the table's threshold.
+    at every threshold is not said.
+
+    A concept with too little evidence of its own to be sure either way (most fine kinds: a few
+    labelled photos each) takes the threshold that the most specific of those concepts reach
+    together, their photos pooled: one concept's three right are not proof, thirty such concepts'
+    are. It is raised above its own false alarms; without a pooled threshold, the table's stands.
     """
     calibration = [o for o in outcomes if o.photo.split == "calibration"]
+    scored: dict[str, list[tuple[float, bool]]] = {}
     choices = []
     for concept in vocabulary.concepts:
-        scored = [(o.evidence.get(concept.name, 0.0), concept.name in o.truth)
-                  for o in calibration if concept.name not in o.ignored]  # fmt: skip
-        positives = sum(held for _, held in scored)
-        choices.append(_choose(concept.name, concept.threshold, concept.said, scored, positives))
-    return choices
+        scored[concept.name] = [(o.evidence.get(concept.name, 0.0), concept.name in o.truth)
+                                for o in calibration if concept.name not in o.ignored]  # fmt: skip
+        choices.append(_choose(concept.name, concept.threshold, concept.said, scored[concept.name]))
+    thin = [c.concept for c in choices if c.why in (THIN, RAISED)]
+    # A broader concept repeats its kinds' evidence on the same photos: pool only the most specific.
+    broader = {parent for c in vocabulary.concepts if c.name in thin for parent in c.parents}
+    pooled = _surely_precise([case for name in thin if name not in broader for case in scored[name]])
+    if pooled is None:
+        return choices
+    return [_pool(c, pooled, scored[c.concept]) if c.concept in thin else c for c in choices]
+
+
+THIN = "too little evidence: as the table"
+RAISED = "raised above false alarms"
+POOLED = "thin evidence: pooled with the other thin concepts"
 
 
 def precision_lower_bound(right: int, wrong: int, z: float = 1.0) -> float:
@@ -355,42 +371,68 @@ def precision_lower_bound(right: int, wrong: int, z: float = 1.0) -> float:
     return (centre - spread) / (1 + z * z / n)
 
 
-def _choose(
-    name: str, default: float, said: bool, scored: list[tuple[float, bool]], positives: int
-) -> Choice:
-    def at(threshold: float) -> tuple[int, int]:
-        tp = sum(1 for score, held in scored if score >= threshold and held)
-        fp = sum(1 for score, held in scored if score >= threshold and not held)
-        return tp, fp
+def _said_at(scored: list[tuple[float, bool]], threshold: float) -> tuple[int, int]:
+    """(right, wrong) among the cases whose score reaches the threshold."""
+    right = sum(1 for score, held in scored if score >= threshold and held)
+    wrong = sum(1 for score, held in scored if score >= threshold and not held)
+    return right, wrong
 
-    def precise_from(threshold: float) -> bool:
-        """Precision >= target at this threshold and every higher one that predicts anything."""
-        for t in (g for g in THRESHOLD_GRID if g >= threshold):
-            tp, fp = at(t)
-            if tp + fp and tp / (tp + fp) < TARGET_PRECISION:
-                return False
-        return True
 
-    def figures(threshold: float) -> tuple[float | None, float | None]:
-        tp, fp = at(threshold)
-        return (tp / (tp + fp) if tp + fp else None), (tp / positives if positives else None)
+def _precise_from(scored: list[tuple[float, bool]], threshold: float) -> bool:
+    """Precision >= target at this threshold and every higher one that predicts anything."""
+    for t in (g for g in THRESHOLD_GRID if g >= threshold):
+        right, wrong = _said_at(scored, t)
+        if right + wrong and right / (right + wrong) < TARGET_PRECISION:
+            return False
+    return True
 
+
+def _surely_precise(
+    scored: list[tuple[float, bool]], candidates: Iterable[float] = THRESHOLD_GRID
+) -> float | None:
+    """The lowest threshold that keeps precision, sure of it by Wilson's lower bound; None if none."""
+    for threshold in sorted(candidates):
+        if (
+            _precise_from(scored, threshold)
+            and precision_lower_bound(*_said_at(scored, threshold)) >= TARGET_PRECISION
+        ):
+            return threshold
+    return None
+
+
+def _figures(scored: list[tuple[float, bool]], threshold: float) -> tuple[int, float | None, float | None]:
+    """Labelled photos, precision and recall at this threshold."""
+    positives = sum(held for _, held in scored)
+    right, wrong = _said_at(scored, threshold)
+    precision = right / (right + wrong) if right + wrong else None
+    return positives, precision, (right / positives if positives else None)
+
+
+def _choose(name: str, default: float, said: bool, scored: list[tuple[float, bool]]) -> Choice:
     if not said:
-        return Choice(name, default, False, positives, *figures(default), "not said by the table")
-    for threshold in sorted({*THRESHOLD_GRID, default}):
-        if precise_from(threshold) and precision_lower_bound(*at(threshold)) >= TARGET_PRECISION:
-            return Choice(name, threshold, True, positives, *figures(threshold), "calibrated")
+        return Choice(name, default, False, *_figures(scored, default), "not said by the table")
+    threshold = _surely_precise(scored, {*THRESHOLD_GRID, default})
+    if threshold is not None:
+        return Choice(name, threshold, True, *_figures(scored, threshold), "calibrated")
     # No threshold is surely precise. Where the evidence is thin the table's threshold stands, raised
     # above the false alarms seen if it still says something right there (or there is nothing right
     # to say: no labelled photo, or none it ever fired on); else the concept is not said.
-    never_fired = at(default) == (0, 0)
+    positives = sum(held for _, held in scored)
+    never_fired = _said_at(scored, default) == (0, 0)
     for threshold in sorted({*(t for t in THRESHOLD_GRID if t >= default), default}):
-        if precise_from(threshold) and (at(threshold)[0] or not positives or never_fired):
-            why = "too little evidence: as the table" if threshold == default else "raised above false alarms"
-            return Choice(name, threshold, True, positives, *figures(threshold), why)
-    return Choice(
-        name, default, False, positives, *figures(default), "precision below 0.8 at every threshold"
-    )
+        if _precise_from(scored, threshold) and (
+            _said_at(scored, threshold)[0] or not positives or never_fired
+        ):
+            why = THIN if threshold == default else RAISED
+            return Choice(name, threshold, True, *_figures(scored, threshold), why)
+    return Choice(name, default, False, *_figures(scored, default), "precision below 0.8 at every threshold")
+
+
+def _pool(choice: Choice, pooled: float, scored: list[tuple[float, bool]]) -> Choice:
+    """A thinly evidenced concept at the pooled threshold, or above its own false alarms."""
+    own = next((t for t in sorted(THRESHOLD_GRID) if _precise_from(scored, t)), choice.threshold)
+    threshold = max(pooled, own)
+    return Choice(choice.concept, threshold, True, *_figures(scored, threshold), POOLED)
 
 
 PERSON_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8)

@@ -162,6 +162,30 @@ def test_a_concept_that_is_never_precise_is_not_said_and_one_without_labels_only
     assert choices["dog"].threshold == 0.5  # no evidence either way: the table's
 
 
+def test_thin_concepts_take_the_threshold_their_photos_reach_together() -> None:
+    vocabulary = table()
+    # Each kind alone has three right at 0.3 to 0.45: too few to be sure. The three kinds together
+    # have nine right and no false alarm from 0.3 up: sure. Animal repeats dog's and cat's evidence
+    # (six right: calibrated on its own) and outdoor beach's; neither adds to the pool.
+    cases = [({"dog"}, seen(beagle=s)) for s in (0.3, 0.35, 0.45)]
+    cases += [({"cat"}, seen(tabby=s)) for s in (0.3, 0.4, 0.45)]
+    cases += [({"beach"}, seen(seashore=s)) for s in (0.3, 0.35, 0.4)]
+    cases += [(set(), seen(seashore=0.25))]  # a false alarm below the pooled threshold
+    photos = [labelled(concepts, "calibration") for concepts, _ in cases]
+    observed = [observation for _, observation in cases]
+    choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
+    for name in ("dog", "cat", "beach", "outdoor"):
+        assert (choices[name].threshold, choices[name].why) == (0.3, evaluation.POOLED), name
+    assert choices["animal"].why == "calibrated"
+    # Two false alarms at 0.5 leave the pool unsure at every threshold: each concept is judged on
+    # its own evidence again (dog: wrong above all it got right, so never said; beach: the table's).
+    photos.append(labelled(set(), "calibration"))
+    observed.append(seen(tabby=0.5, beagle=0.5))
+    choices = {c.concept: c for c in choose_thresholds(vocabulary, outcomes(vocabulary, photos, observed))}
+    assert not choices["dog"].said and not choices["cat"].said
+    assert (choices["beach"].threshold, choices["beach"].why) == (0.5, evaluation.THIN)
+
+
 def test_bad_labels_name_the_file_and_line(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     for line, message in [

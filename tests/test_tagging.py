@@ -26,7 +26,9 @@ EXPECTED = {
     "chelsea.jpg": (0, {"cat"}),
     "motorcycle.jpg": (0, {"motorcycle"}),
     "china.jpg": (0, {"outdoor"}),
-    "rocket.jpg": (0, {"rocket"}),
+    # rocket.jpg: missile classes 0.56 in all, below the threshold that thinly evidenced concepts
+    # share (docs/quality.md): no rocket tag since that calibration; no person either.
+    "rocket.jpg": (0, set()),
 }
 
 

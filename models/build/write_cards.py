@@ -525,7 +525,7 @@ NANODET_CHOICE = (
     "The default detector, chosen by figures (docs/quality.md, docs/benchmarks.md): on the 221 test "
     "photos of eval/, each detector with thresholds calibrated for it on the calibration part, nanod"
     "et-g counts people right on 92.8% against 91.9% for ssdlite-person and says smiling right on 97"
-    ".3% against 96.4%, but describes 81.0% against 82.8% (its extra objects are sometimes wrong); i"
+    ".3% against 96.4%, but describes 82.4% against 83.3% (its extra objects are sometimes wrong); i"
     "t is the only one of the two that counts animals, vehicles and objects. It costs more: in one b"
     "ench_tag.py run on the 2-core x86 VM, a small photo's CPU time went from 25.3 ms (previous pack"
     ") to 37.7 ms (this detector and the expression model), 1.49x. COCO's ten mammal classes take in"
