@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edgetag.vocabulary import Vocabulary
 from tests.pi.arches import ARCHES, Arch
 from tests.pi.chroot import Chroot, Mounts, PiTestError, Rootfs, copy_source_tree
 from tests.pi.compare import PhotoComparison, Tagged, compare_runs, parse_events, tags_text, top_text
@@ -91,6 +92,7 @@ class Reference:
     events: dict[str, Tagged]
     versions: dict[str, Any]
     runtime: str
+    thresholds: dict[str, float]  # each concept's, from the checkout's vocabulary (tags at it may differ)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +188,8 @@ def host_reference(edgetag: Path, photos: list[str]) -> Reference:
     events = parse_events(run(str(edgetag), "tag", "--json", *photos))
     versions = json.loads(run(str(edgetag.parent / "python"), "-c", VERSIONS_SCRIPT))
     runtime = json.loads(run(str(edgetag), "models", "--json"))["runtime"]
-    return Reference(events, versions, runtime)
+    thresholds = {concept.name: concept.threshold for concept in Vocabulary.load().concepts}
+    return Reference(events, versions, runtime, thresholds)
 
 
 @contextmanager
@@ -216,7 +219,8 @@ def check_arch(
             with Mounts(rootfs.work) as mounts:
                 mounts.pi_like(arch, os.cpu_count() or 1, cache / "cpuinfo")
                 install_and_tag(chroot, cache, photos, result)
-        result.comparisons = compare_runs(reference.events, parse_events((cache / "tags.jsonl").read_text()))
+        pi_events = parse_events((cache / "tags.jsonl").read_text())
+        result.comparisons = compare_runs(reference.events, pi_events, reference.thresholds)
     except (PiTestError, ValueError, OSError, subprocess.CalledProcessError) as error:
         # OSError and CalledProcessError: a host step (mount, cp) failed; still report the other arch
         result.failure = str(error)
@@ -357,6 +361,13 @@ def print_summary(reference: Reference, results: list[ArchResult]) -> None:
             for comparison in result.comparisons:
                 for problem in comparison.problems:
                     print(f"  MISMATCH {comparison.pi.photo}: {problem}")
+                for concept in sorted(comparison.at_threshold):
+                    side = "x86-64" if concept in comparison.reference.concepts else arch.name
+                    score = (comparison.reference.tag_scores | comparison.pi.tag_scores)[concept]
+                    print(
+                        f"  at the threshold, not failed: {comparison.pi.photo}: {concept} only on {side}"
+                        f" ({score:.3f}, threshold {reference.thresholds[concept]})"
+                    )
         if result.failure:
             print(f"  failure: {result.failure}")
     compared = [result for result in results if result.comparisons]
@@ -434,6 +445,7 @@ def write_report(path: Path, reference: Reference, results: list[ArchResult]) ->
                         "ok": c.ok,
                         "problems": c.problems,
                         "top_tie": c.top_tie,
+                        "at_threshold": sorted(c.at_threshold),
                         "max_score_diff": round(c.max_score_diff, 4),
                         "pi_total_ms": c.pi.total_ms,
                     }
