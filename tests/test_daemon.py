@@ -517,13 +517,18 @@ def test_no_image_bytes_reach_the_broker_the_logs_or_the_hooks(
     assert json.loads(hook_input.read_bytes())["sentence"] == "Image may contain: cat"
 
 
-def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker, start_daemon: Any) -> None:
+def discovered(broker: Broker, start_daemon: Any) -> tuple[Subscriber, int]:
+    """A daemon with Home Assistant discovery, once its first round of configs has settled."""
     configs = Subscriber(broker, "homeassistant/+/+/+/config")
     start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/jpeg"}],
                  homeassistant={"concepts": ["person", "dog"]})  # fmt: skip
     configs.wait_until(lambda: len(configs.messages) >= 4)
     time.sleep(0.5)
-    first = len(configs.messages)
+    return configs, len(configs.messages)
+
+
+def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker, start_daemon: Any) -> None:
+    configs, first = discovered(broker, start_daemon)
     topics = {m.topic for m in configs.messages}
     assert any(
         t.startswith("homeassistant/binary_sensor/") and t.endswith("cams_person/config") for t in topics
@@ -535,12 +540,7 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(broker: Broker
 
 def test_a_flood_of_online_messages_does_not_flood_discovery(broker: Broker, start_daemon: Any) -> None:
     """Regression (issue 11, item 19): 2,000 fake `online` messages re-sent 13,135 discovery messages."""
-    configs = Subscriber(broker, "homeassistant/+/+/+/config")
-    start_daemon(broker, sources=[{"type": "mqtt", "name": "cams", "topic": "cams/jpeg"}],
-                 homeassistant={"concepts": ["person", "dog"]})  # fmt: skip
-    configs.wait_until(lambda: len(configs.messages) >= 4)
-    time.sleep(0.5)
-    first = len(configs.messages)
+    configs, first = discovered(broker, start_daemon)
     flooder = broker.client("flooder")
     for _ in range(300):
         flooder.publish("homeassistant/status", b"online", qos=1)
