@@ -214,9 +214,12 @@ class Pipeline:
             if job.image is not None:
                 return _Decoded(job, self.tagger.prepare_image(job.image, job.name), None)
             assert job.read is not None
-            return _Decoded(job, self.tagger.prepare_bytes(job.read(), job.name), None)
+            prepared = self.tagger.prepare_bytes(job.read(), job.name)
         except PhotoError as error:
+            job.decoded()
             return _Decoded(job, None, error)
+        job.decoded()
+        return _Decoded(job, prepared, None)
 
     def _describe(self, decoded: _Decoded) -> _Described:
         job = decoded.job

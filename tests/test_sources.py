@@ -468,6 +468,34 @@ def test_a_corrupt_state_file_is_moved_aside_and_the_source_works(tmp_path: Path
     assert aside.read_bytes().startswith(b"this is not an SQLite")
 
 
+def test_a_daemon_killed_after_the_decode_does_not_count_against_the_photo(
+    tmp_path: Path, state: FolderState
+) -> None:
+    """Regression: killed twice while the models ran, a photo was skipped as if its decode had crashed."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SAMPLES / "chelsea.jpg", inbox / "fine.jpg")
+    past = time.time() - 60
+    os.utime(inbox / "fine.jpg", (past, past))
+    collector = Collector()
+    for _crash in range(3):  # each run decodes the photo, then dies before finishing it
+        source = folder_source(inbox, state, "inotify")
+        source.start(collector.submit, collector.report)
+        (job,) = collector.take(1)
+        assert job.read is not None and job.read()
+        job.decoded()
+        source._stopping.set()
+        source.stop()
+    source = folder_source(inbox, state, "inotify")
+    source.start(collector.submit, collector.report)
+    try:
+        (job,) = collector.take(1)
+        assert job.read is not None and job.read() == (SAMPLES / "chelsea.jpg").read_bytes()
+        job.finish(Outcome.TAGGED)
+    finally:
+        source.stop()
+
+
 def test_a_photo_whose_decode_killed_the_daemon_twice_is_skipped_with_an_error(
     tmp_path: Path, state: FolderState
 ) -> None:

@@ -48,7 +48,14 @@ class PhotoJob:
     on_tagged: Callable[[Description], None] | None = None
     """Runs once the photo is described, before its event is stored (a folder's XMP sidecar). May raise
     EdgetagError: the problem becomes an error event and the photo is still done."""
+    on_decoded: Callable[[], None] | None = None
+    """Runs once the photo's bytes are decoded (or refused): a folder source stops counting it as a
+    decode the daemon may not survive. Inference and delivery are no such risk."""
     appeared: float = field(default_factory=time.monotonic)
+
+    def decoded(self) -> None:
+        if self.on_decoded is not None:
+            self.on_decoded()
 
     def finish(self, outcome: Outcome) -> None:
         if self.on_finish is not None:

@@ -87,7 +87,8 @@ class FolderState:
     """The files each folder source has finished, in SQLite next to the outbox.
 
     `attempts` counts photos being decoded: a row is written before a photo is read and removed once
-    it is done, so a row found at start-up is a photo whose decode the daemon did not survive.
+    it is decoded (or done), so a row found at start-up is a photo whose decode the daemon did not
+    survive. A daemon killed later, while the models run or the event is stored, is not counted.
     """
 
     def __init__(self, path: Path) -> None:
@@ -323,6 +324,7 @@ class FolderSource:
             name=display_name(name),
             id=photo_id,
             read=functools.partial(self._read, key, stamp, path, attempts),
+            on_decoded=functools.partial(self._decoded, name),
             on_finish=functools.partial(self._finished, name, stamp),
             on_tagged=functools.partial(self._write_sidecar, path, photo_id) if self.config.xmp else None,
         )
@@ -381,6 +383,13 @@ class FolderSource:
         log.warning("%s: not offering %s: it is %s", self.name, display_name(name), why)
 
     # --- after the pipeline is done with a file ---------------------------------------------------
+
+    def _decoded(self, name: str) -> None:
+        """The daemon survived this decode: it no longer counts against the photo."""
+        try:
+            self._state.done(self.name, name_key(name))
+        except sqlite3.Error as error:  # a full disk: finishing the photo clears it again
+            log.warning("%s: cannot record %s as decoded (%s)", self.name, display_name(name), error)
 
     def _finished(self, name: str, stamp: FileStamp, outcome: Outcome) -> None:
         key = name_key(name)
