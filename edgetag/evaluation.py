@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgetag.errors import ConfigError, PhotoError
 from edgetag.tagger import Observation, Tagger
-from edgetag.vocabulary import SMILING, Vocabulary
+from edgetag.vocabulary import SMILING, PeopleRule, Vocabulary
 
 SPLITS = ("calibration", "test")
 TARGET_PRECISION = 0.8
@@ -443,33 +443,43 @@ SMILE_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 def choose_people(
     vocabulary: Vocabulary, photos: Sequence[LabelledPhoto], seen: Sequence[Observation]
 ) -> dict[str, float]:
-    """Person, face and smile thresholds with the best accuracy on the calibration part.
+    """Person, company, face and smile thresholds with the best accuracy on the calibration part.
 
-    People counts decide the first two; then, with those, smiling decides the third. Ties go to the
+    People counts decide the first three (`PeopleRule`: a person box on its own, a weaker one where
+    someone surely is, a face); then, with those, smiling decides the fourth. Ties go to the
     thresholds nearest the table's.
     """
     part = [(p, s) for p, s in zip(photos, seen, strict=True) if p.split == "calibration"]
     rule = vocabulary.people
+    table_company = rule.threshold if rule.company_threshold is None else rule.company_threshold
 
-    def accuracy(table: Vocabulary, right: str) -> int:
-        return sum(getattr(outcome(table, p, s), right) for p, s in part)
+    def counted_right(candidate: PeopleRule) -> int:
+        right = 0
+        for photo, observed in part:
+            low, high = photo.people_range
+            right += low <= candidate.count(*candidate.find(observed.detections, observed.faces)) <= high
+        return right
 
-    def people(pair: tuple[float, float]) -> Vocabulary:
-        return vocabulary.with_thresholds({"people": {"threshold": pair[0], "face_threshold": pair[1]}})
+    def people_key(triple: tuple[float, float, float]) -> tuple[int, float]:
+        person, company, face = triple
+        distance = (
+            abs(person - rule.threshold) + abs(company - table_company) + abs(face - rule.face_threshold)
+        )
+        candidate = replace(rule, threshold=person, company_threshold=company, face_threshold=face)
+        return counted_right(candidate), -distance
 
-    def people_key(pair: tuple[float, float]) -> tuple[int, float]:
-        distance = abs(pair[0] - rule.threshold) + abs(pair[1] - rule.face_threshold)
-        return accuracy(people(pair), "people_right"), -distance
-
-    best = max(((pt, ft) for pt in PERSON_GRID for ft in FACE_GRID), key=people_key)
-    counted = people(best)
+    triples = [(p, c, f) for p in PERSON_GRID for c in PERSON_GRID if c <= p for f in FACE_GRID]
+    person, company, face = max(triples, key=people_key)
+    chosen = {"threshold": person, "company_threshold": company, "face_threshold": face}
+    counted = vocabulary.with_thresholds({"people": chosen})
 
     def smile_key(threshold: float) -> tuple[int, float]:
         table = counted.with_thresholds({"people": {"smiling_threshold": threshold}})
-        return accuracy(table, "smiling_right"), -abs(threshold - rule.smiling_threshold)
+        right = sum(outcome(table, p, s).smiling_right for p, s in part)
+        return right, -abs(threshold - rule.smiling_threshold)
 
     smile = max(SMILE_GRID, key=smile_key)
-    return {"threshold": best[0], "face_threshold": best[1], "smiling_threshold": smile}
+    return {**chosen, "smiling_threshold": smile}
 
 
 def thresholds_toml(choices: Sequence[Choice], people: dict[str, float], photos: int) -> str:

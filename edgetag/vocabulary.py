@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ NOTHING = "No automatic alt text available."
 GROUPS = ("animal", "vehicle", "object", "furniture", "food", "plant", "building", SCENE_GROUP)
 SMILING = "smiling"
 SAME_THING_IOU = 0.7  # boxes of one concept overlapping this much are one thing counted once
+SAME_PERSON_IOU = 0.3  # a weak person box overlapping a counted person this much is that person again
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,55 @@ class Concept:
 
 @dataclass(frozen=True)
 class PeopleRule:
-    """How people are counted: person detections, plus faces that no person box already contains."""
+    """How people are counted: person detections, plus faces that no person box already contains.
+
+    A person box at `threshold` counts on its own. A weaker one, down to `company_threshold`, counts
+    only where someone surely is (a box at `threshold` or a face) and only if it overlaps no person
+    already counted: the detector scores the people behind the first ones low, while a lone weak
+    "person" is as often a bird or a statue. None: the same as `threshold` (no weaker boxes).
+    """
 
     threshold: float = 0.5
     face_threshold: float = 0.6
     objects: tuple[str, ...] = ("person",)
     smiling_threshold: float = 0.5
+    company_threshold: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> PeopleRule:
+        """The [people] table, with unknown keys and bad values named."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source}: [people]: unknown keys {', '.join(unknown)}")
+        rule = cls(**data)
+        for name in ("threshold", "face_threshold", "smiling_threshold", "company_threshold"):
+            value = getattr(rule, name)
+            if value is not None and (not isinstance(value, int | float) or not 0.0 < value <= 1.0):
+                raise ConfigError(f"{source}: [people]: {name} {value!r} is not in (0, 1]")
+        return replace(rule, objects=tuple(rule.objects))
+
+    def find(
+        self, detections: Sequence[Detection], faces: Sequence[Face], threshold: float | None = None
+    ) -> tuple[list[Detection], list[Face]]:
+        """The person boxes that count and the faces that are sure enough (`threshold`: for all)."""
+        sure = self.threshold if threshold is None else threshold
+        company = sure if threshold is not None or self.company_threshold is None else self.company_threshold
+        face_limit = self.face_threshold if threshold is None else threshold
+        labels = {label.lower() for label in self.objects}
+        boxes = sorted((d for d in detections if d.label.lower() in labels), key=lambda d: -d.score)
+        persons = [d for d in boxes if d.score >= sure]
+        kept_faces = [f for f in faces if f.detection.score >= face_limit]
+        if persons or kept_faces:
+            for box in boxes:
+                if company <= box.score < sure and not _overlaps(box, persons, SAME_PERSON_IOU):
+                    persons.append(box)
+        return persons, kept_faces
+
+    def count(self, persons: Sequence[Detection], faces: Sequence[Face]) -> int:
+        """Person boxes, plus faces whose center lies in no person box (a face the detector missed)."""
+        return len(persons) + sum(
+            1 for f in faces if not any(_contains(p.box, f.detection.box) for p in persons)
+        )
 
 
 @dataclass(frozen=True)
@@ -201,7 +245,7 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "") -> Vocabulary:
-        people = PeopleRule(**data.get("people", {}))
+        people = PeopleRule.from_dict(data.get("people", {}), f"vocabulary {source}")
         concepts: list[Concept] = []
         for number, entry in enumerate(data.get("concept", []), start=1):
             where = f"vocabulary {source}: concept {number} ({entry.get('name', '?')})"
@@ -250,7 +294,9 @@ class Vocabulary:
                 raise ConfigError(f"thresholds {source}: concept {concept.name}: {threshold} not in (0, 1]")
             said = concept.said and bool(entry.get("said", True))
             concepts.append(replace(concept, threshold=threshold, said=said, parents=()))
-        people = replace(self.people, **data.get("people", {}))
+        people = PeopleRule.from_dict(
+            {**asdict(self.people), **data.get("people", {})}, f"thresholds {source}"
+        )
         calibrated_table = Vocabulary(concepts, people, self.unlisted_object_threshold, self.source)
         calibrated_table._class_matrix = self._class_matrix  # same concepts in the same order
         return calibrated_table
@@ -301,14 +347,9 @@ class Vocabulary:
         the event above `unlisted_object_threshold` but never reach the sentence.
         """
         class_scores = self.scores(probabilities)
-        people_threshold = self.people.threshold if threshold is None else threshold
-        face_threshold = self.people.face_threshold if threshold is None else threshold
         people_labels = {label.lower() for label in self.people.objects}
-        persons = [d for d in detections if d.label.lower() in people_labels and d.score >= people_threshold]
-        kept_faces = [f for f in (_as_face(f) for f in faces) if f.detection.score >= face_threshold]
-        people = len(persons) + sum(
-            1 for f in kept_faces if not any(_contains(p.box, f.detection.box) for p in persons)
-        )
+        persons, kept_faces = self.people.find(detections, [_as_face(f) for f in faces], threshold)
+        people = self.people.count(persons, kept_faces)
 
         confident: dict[int, tuple[float, list[Detection]]] = {}
         evidence: dict[str, float] = {}
@@ -416,6 +457,14 @@ def _count_things(found: Iterable[Detection]) -> int:
         if not kept or float(iou(box, np.asarray([k.box for k in kept], np.float32)).max()) < SAME_THING_IOU:
             kept.append(detection)
     return len(kept)
+
+
+def _overlaps(box: Detection, others: Sequence[Detection], limit: float) -> bool:
+    """Whether the box overlaps any of the others by at least `limit` (intersection over union)."""
+    if not others:
+        return False
+    overlap = iou(np.asarray(box.box, np.float32), np.asarray([o.box for o in others], np.float32))
+    return float(overlap.max()) >= limit
 
 
 def _contains(outer: tuple[float, ...], inner: tuple[float, ...]) -> bool:

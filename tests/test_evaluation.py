@@ -186,6 +186,31 @@ def test_thin_concepts_take_the_threshold_their_photos_reach_together() -> None:
     assert (choices["beach"].threshold, choices["beach"].why) == (0.5, evaluation.THIN)
 
 
+def test_people_thresholds_count_a_crowd_and_not_a_lone_weak_box() -> None:
+    vocabulary = table()
+    photo = Photo("x.jpg", 10, 10, "JPEG", Image.new("RGB", (10, 10)))
+
+    def boxes(*scores: float) -> Observation:
+        found = tuple(
+            Detection("person", s, (0.2 * i, 0.1, 0.2 * i + 0.15, 0.9)) for i, s in enumerate(scores)
+        )
+        return Observation(photo, np.zeros(3, np.float32), found, (), {}, 0.0)
+
+    # Crowds: one sure person and weaker ones behind; a bird the detector calls a person at 0.4.
+    cases = [
+        (3, boxes(0.8, 0.42, 0.4)),
+        (2, boxes(0.7, 0.41)),
+        (0, boxes(0.4)),
+        (0, boxes(0.42)),
+        (1, boxes(0.9)),
+    ]
+    photos = [replace(labelled(set(), "calibration"), people=people) for people, _ in cases]
+    chosen = evaluation.choose_people(vocabulary, photos, [observed for _, observed in cases])
+    assert 0.42 < chosen["threshold"] <= 0.7 and chosen["company_threshold"] <= 0.4
+    rule = vocabulary.with_thresholds({"people": chosen}).people
+    assert [rule.count(*rule.find(o.detections, o.faces)) for _, o in cases] == [3, 2, 0, 0, 1]
+
+
 def test_bad_labels_name_the_file_and_line(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     for line, message in [

@@ -106,6 +106,36 @@ def test_weak_people_are_not_counted() -> None:
     assert (described.people, described.sentence, described.objects) == (0, NOTHING, ())
 
 
+def test_weaker_person_boxes_count_only_beside_someone_sure_and_not_twice() -> None:
+    table = vocabulary().with_thresholds({"people": {"threshold": 0.5, "company_threshold": 0.35}})
+    left, right = (0.05, 0.1, 0.3, 0.9), (0.6, 0.1, 0.9, 0.9)
+    assert table.describe(None, [person(0.4, left)], []).people == 0  # alone: a bird as often as not
+    assert table.describe(None, [person(0.8, left), person(0.4, right)], []).people == 2
+    assert table.describe(None, [person(0.8, left), person(0.3, right)], []).people == 1  # too weak
+    again = (0.08, 0.1, 0.33, 0.9)  # the sure person's box again, a little shifted
+    assert table.describe(None, [person(0.8, left), person(0.4, again)], []).people == 1
+    with_face = table.describe(None, [person(0.4, right)], [face(0.9, (0.1, 0.2, 0.2, 0.3))])
+    assert with_face.people == 2 and [d.score for d in with_face.objects] == [0.4]
+    # One threshold for everything (`edgetag tag --threshold`) leaves no weaker boxes.
+    assert table.describe(None, [person(0.4, left)], [], threshold=0.4).people == 1
+    assert vocabulary().describe(None, [person(0.8, left), person(0.4, right)], []).people == 1  # unset
+
+
+@pytest.mark.parametrize(
+    ("people", "message"),
+    [
+        ({"treshold": 0.5}, r"\[people\]: unknown keys treshold"),
+        ({"company_threshold": 1.5}, r"\[people\]: company_threshold 1.5 is not in \(0, 1\]"),
+        ({"face_threshold": "high"}, r"\[people\]: face_threshold 'high' is not in \(0, 1\]"),
+    ],
+)
+def test_a_bad_people_table_is_refused_with_the_key_named(people: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Vocabulary.from_dict({**TABLE, "people": people}, "test")
+    with pytest.raises(ConfigError, match="thresholds x.toml: " + message):
+        vocabulary().with_thresholds({"people": people}, "x.toml")
+
+
 def test_detector_labels_count_their_concept_and_unlisted_labels_stay_out_of_the_sentence() -> None:
     detections = [
         Detection("dog", 0.8, (0.0, 0.0, 0.5, 0.5)),
