@@ -86,6 +86,31 @@ def copy_in(source: Path, folder: Path, name: str) -> Path:
     return target
 
 
+def inbox_with_old_photo(tmp_path: Path, sample: str, name: str) -> Path:
+    """An inbox holding one photo written a minute ago: settled, so it is offered at once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(SAMPLES / sample, inbox / name)
+    past = time.time() - 60
+    os.utime(inbox / name, (past, past))
+    return inbox
+
+
+def crash_while_tagging(
+    inbox: Path, state: FolderState, collector: Collector, runs: int, *, decoded: bool
+) -> None:
+    """Runs that each read the photo (and decode it, or not) and die before finishing it."""
+    for _crash in range(runs):
+        source = folder_source(inbox, state, "inotify")
+        source.start(collector.submit, collector.report)
+        (job,) = collector.take(1)
+        assert job.read is not None and job.read()
+        if decoded:
+            job.decoded()
+        source._stopping.set()  # a crash: no finish(), the source is simply gone
+        source.stop()
+
+
 def test_names_that_are_not_photos_yet() -> None:
     assert is_candidate_name("cat.jpg")
     for name in (".hidden.jpg", "~lock.jpg", "cat.jpg.part", "x.tmp", "y.crdownload"):
@@ -138,11 +163,8 @@ def test_a_file_still_being_written_is_not_read_while_polling(tmp_path: Path, st
 def test_what_was_tagged_is_remembered_across_restarts(
     tmp_path: Path, state: FolderState, watch_mode: str
 ) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    shutil.copy(SAMPLES / "chelsea.jpg", inbox / "old.jpg")
+    inbox = inbox_with_old_photo(tmp_path, "chelsea.jpg", "old.jpg")
     past = time.time() - 60
-    os.utime(inbox / "old.jpg", (past, past))
     collector = Collector()
     first = folder_source(inbox, state, watch_mode)
     first.start(collector.submit, collector.report)
@@ -472,20 +494,9 @@ def test_a_daemon_killed_after_the_decode_does_not_count_against_the_photo(
     tmp_path: Path, state: FolderState
 ) -> None:
     """Regression: killed twice while the models ran, a photo was skipped as if its decode had crashed."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    shutil.copy(SAMPLES / "chelsea.jpg", inbox / "fine.jpg")
-    past = time.time() - 60
-    os.utime(inbox / "fine.jpg", (past, past))
+    inbox = inbox_with_old_photo(tmp_path, "chelsea.jpg", "fine.jpg")
     collector = Collector()
-    for _crash in range(3):  # each run decodes the photo, then dies before finishing it
-        source = folder_source(inbox, state, "inotify")
-        source.start(collector.submit, collector.report)
-        (job,) = collector.take(1)
-        assert job.read is not None and job.read()
-        job.decoded()
-        source._stopping.set()
-        source.stop()
+    crash_while_tagging(inbox, state, collector, 3, decoded=True)
     source = folder_source(inbox, state, "inotify")
     source.start(collector.submit, collector.report)
     try:
@@ -499,19 +510,9 @@ def test_a_daemon_killed_after_the_decode_does_not_count_against_the_photo(
 def test_a_photo_whose_decode_killed_the_daemon_twice_is_skipped_with_an_error(
     tmp_path: Path, state: FolderState
 ) -> None:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    shutil.copy(SAMPLES / "chelsea.jpg", inbox / "killer.jpg")
-    past = time.time() - 60
-    os.utime(inbox / "killer.jpg", (past, past))
+    inbox = inbox_with_old_photo(tmp_path, "chelsea.jpg", "killer.jpg")
     collector = Collector()
-    for _crash in range(2):  # each run reads the photo and dies before finishing it
-        source = folder_source(inbox, state, "inotify")
-        source.start(collector.submit, collector.report)
-        (job,) = collector.take(1)
-        assert job.read is not None and job.read()
-        source._stopping.set()  # a crash: no finish(), the source is simply gone
-        source.stop()
+    crash_while_tagging(inbox, state, collector, 2, decoded=False)  # each dies while decoding
     source = folder_source(inbox, state, "inotify")
     source.start(collector.submit, collector.report)
     try:
