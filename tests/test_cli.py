@@ -119,7 +119,7 @@ def test_threshold_and_model_selection() -> None:
         (["tag"], "the following arguments are required: PHOTO|DIR"),
         (
             ["tag", "--detector", "yolo", "x.jpg"],
-            "detector 'yolo': not a pack model (nanodet-g, ssdlite-person)",
+            "detector 'yolo': not a pack model (nanodet-g, ssd-oidv4, ssdlite-person)",
         ),
     ],
 )
@@ -140,6 +140,7 @@ def test_models_lists_the_pack_with_licenses_and_checksums() -> None:
         "blazeface": "Apache-2.0",
         "emotion-fer": "MIT",
         "nanodet-g": "Apache-2.0",
+        "ssd-oidv4": "Apache-2.0",
     }
     assert {m["checksum"] for m in listing["models"]} == {"ok"}
     text = edgetag("models").stdout

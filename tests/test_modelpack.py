@@ -29,7 +29,7 @@ def test_every_card_is_complete_and_matches_its_files() -> None:
 
 def test_classifier_detector_and_expressions_are_fully_int8() -> None:
     cards = load_cards()
-    for name in ("efficientnet-lite0", "ssdlite-person", "emotion-fer", "nanodet-g"):
+    for name in ("efficientnet-lite0", "ssdlite-person", "emotion-fer", "nanodet-g", "ssd-oidv4"):
         model = TFLiteModel(cards[name].file, threads=1)
         assert model.input.dtype.name == "int8"
         assert all(out.dtype.name == "int8" for out in model.outputs)
