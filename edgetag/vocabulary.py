@@ -1,11 +1,12 @@
 """Model outputs -> concepts -> the sentence, the way Facebook's automatic alt text spoke.
 
 The concept table is data (`vocabulary.toml`). Concepts form a tree (dog -> animal, rose -> flower
--> plant): a concept's score is the summed classifier probability of its own and its descendants'
-classes (so "dog" is any of 118 breeds, and "animal" any animal) or the best detector score of their
-labels, and each concept has its own threshold. The sentence names the most specific confident
+-> plant): a concept's score combines the summed classifier probability of its own and its
+descendants' classes (so "dog" is any of 118 breeds, and "animal" any animal) with the best detector
+score of their labels, and each concept has its own threshold. The sentence names the most specific confident
 concept, never it and an ancestor together; detector boxes are counted ("3 dogs"). People are
-counted from person boxes and faces together; faces the expression model finds happy are "smiling".
+counted from person boxes and faces together (`PeopleRule`); faces the expression model finds happy
+are "smiling".
 
 Thresholds chosen on labelled photos live beside the table (`thresholds.toml`, written by
 `edgetag eval --calibrate`): they override the table's and drop concepts that cannot be said with
