@@ -66,8 +66,9 @@ class PeopleRule:
 
     A person box at `threshold` counts on its own. A weaker one, down to `company_threshold`, counts
     only where someone surely is (a box at `threshold` or a face) and only if it overlaps no person
-    already counted: the detector scores the people behind the first ones low, while a lone weak
-    "person" is as often a bird or a statue. None: the same as `threshold` (no weaker boxes).
+    already counted: a lone weak "person" is as often a bird or a statue, while weaker boxes beside
+    a sure one are mostly the same group, and the detector at times boxes one person twice. None:
+    the same as `threshold` (no weaker boxes).
     """
 
     threshold: float = 0.5
