@@ -244,6 +244,48 @@ def classifier_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str,
     }
 
 
+def ssd_raw_input(result: dict[str, Any], resize_as: str) -> dict[str, Any]:
+    """The input of a TF Object Detection API SSD at 300x300 (ssdlite-person, ssd-oidv4)."""
+    return {
+        "width": 300,
+        "height": 300,
+        "dtype": "int8",
+        "range": [-1.0, 1.0],
+        "fit": "stretch",
+        "scale": result["inputs"][0]["scale"],
+        "zero_point": result["inputs"][0]["zero_point"],
+        "note": (
+            f"RGB resized to 300x300 ignoring the aspect ratio ({resize_as}), then x * 2/255 - 1,"
+            " then quantized with the input scale and zero point"
+        ),
+    }
+
+
+def ssd_raw_output(result: dict[str, Any], note: str, min_score: float | None = None) -> dict[str, Any]:
+    """Raw outputs of such an SSD, decoded by the pack's ssd-raw family with the shared 1917 anchors."""
+    output: dict[str, Any] = {
+        "format": "ssd-raw",
+        "anchors": "ssdlite-person-anchors.npy",
+        "anchor_format": "y_center, x_center, height, width (normalized), float32 [1917, 4]",
+        "box_encoding": "ty, tx, th, tw (TF OD API FasterRcnnBoxCoder)",
+        "box_scales": [10.0, 10.0, 5.0, 5.0],
+        "score": "sigmoid",
+        "background_class": True,
+        "nms_iou": 0.6,
+        "max_detections": 100,
+    }
+    if min_score is not None:
+        output["min_score"] = min_score
+    outputs = result["outputs"]
+    return output | {
+        "box_output": result["box_output"],
+        "class_output": result["class_output"],
+        "box_shape": outputs[result["box_output"]]["shape"],
+        "class_shape": outputs[result["class_output"]]["shape"],
+        "note": note,
+    }
+
+
 def detector_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     result = sanity["detector"]
     settings = report["graph_settings"]
@@ -281,37 +323,13 @@ def detector_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, A
                 " concat, concat_1"
             ),
         },
-        "input": {
-            "width": 300,
-            "height": 300,
-            "dtype": "int8",
-            "range": [-1.0, 1.0],
-            "fit": "stretch",
-            "scale": result["inputs"][0]["scale"],
-            "zero_point": result["inputs"][0]["zero_point"],
-            "note": (
-                "RGB resized to 300x300 ignoring the aspect ratio (as the graph does), then x * 2/255 - 1,"
-                " then quantized with the input scale and zero point"
-            ),
-        },
+        "input": ssd_raw_input(result, "as the graph does"),
         "output": {
-            "format": "ssd-raw",
-            "anchors": "ssdlite-person-anchors.npy",
-            "anchor_format": "y_center, x_center, height, width (normalized), float32 [1917, 4]",
-            "box_encoding": "ty, tx, th, tw (TF OD API FasterRcnnBoxCoder)",
-            "box_scales": [10.0, 10.0, 5.0, 5.0],
-            "score": "sigmoid",
-            "background_class": True,
-            "nms_iou": 0.6,
-            "max_detections": 100,
-            "box_output": result["box_output"],
-            "class_output": result["class_output"],
-            "box_shape": result["outputs"][result["box_output"]]["shape"],
-            "class_shape": result["outputs"][result["class_output"]]["shape"],
-            "note": (
+            **ssd_raw_output(
+                result,
                 "boxes: y = ty/10*ha + ya, x = tx/10*wa + xa, h = exp(th/5)*ha, w = exp(tw/5)*wa, then"
                 " clip to [0, 1]; person score = sigmoid(logit[:, 1]) (column 0 is background); NMS per"
-                " class. The graph's own score threshold is 1e-8: pick the reporting threshold in the app."
+                " class. The graph's own score threshold is 1e-8: pick the reporting threshold in the app.",
             ),
             "graph_postprocessing": {
                 "score_converter": settings["score_converter"],
@@ -691,7 +709,6 @@ def oidv4_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]
     worst_score = max(row["int8_vs_float"][2] for row in result["photos"].values())
     persons = "; ".join(f"{name} {row['persons']}" for name, row in result["photos"].items())
     fp16_matched, fp16_total, fp16_worst = report["int8_vs_fp16"]
-    outputs = result["outputs"]
     return {
         "name": "ssd-oidv4",
         "role": "detector",
@@ -717,41 +734,15 @@ def oidv4_card(sanity: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]
                 f" fp16 model sha256 {report['fp16_sha256']}."
             ),
         },
-        "input": {
-            "width": 300,
-            "height": 300,
-            "dtype": "int8",
-            "range": [-1.0, 1.0],
-            "fit": "stretch",
-            "scale": result["inputs"][0]["scale"],
-            "zero_point": result["inputs"][0]["zero_point"],
-            "note": (
-                "RGB resized to 300x300 ignoring the aspect ratio (TF OD API SSD), then x * 2/255 - 1, then"
-                " quantized with the input scale and zero point"
-            ),
-        },
-        "output": {
-            "format": "ssd-raw",
-            "anchors": "ssdlite-person-anchors.npy",
-            "anchor_format": "y_center, x_center, height, width (normalized), float32 [1917, 4]",
-            "box_encoding": "ty, tx, th, tw (TF OD API FasterRcnnBoxCoder)",
-            "box_scales": [10.0, 10.0, 5.0, 5.0],
-            "score": "sigmoid",
-            "background_class": True,
-            "nms_iou": 0.6,
-            "max_detections": 100,
-            "min_score": result["threshold"],
-            "box_output": result["box_output"],
-            "class_output": result["class_output"],
-            "box_shape": outputs[result["box_output"]]["shape"],
-            "class_shape": outputs[result["class_output"]]["shape"],
-            "note": (
-                "the same 1917 SSD MobileNetV2 anchors and box coder as ssdlite-person (the anchors file is"
-                " shared): y = ty/10*ha + ya, x = tx/10*wa + xa, h = exp(th/5)*ha, w = exp(tw/5)*wa, clip to"
-                " [0, 1]; score = sigmoid(logit[:, 1 + i]) for label i (column 0 is background); NMS per"
-                " class. min_score is a candidate threshold: choose per-concept thresholds in the app."
-            ),
-        },
+        "input": ssd_raw_input(result, "TF OD API SSD"),
+        "output": ssd_raw_output(
+            result,
+            "the same 1917 SSD MobileNetV2 anchors and box coder as ssdlite-person (the anchors file is"
+            " shared): y = ty/10*ha + ya, x = tx/10*wa + xa, h = exp(th/5)*ha, w = exp(tw/5)*wa, clip to"
+            " [0, 1]; score = sigmoid(logit[:, 1 + i]) for label i (column 0 is background); NMS per"
+            " class. min_score is a candidate threshold: choose per-concept thresholds in the app.",
+            min_score=result["threshold"],
+        ),
         "build": {
             "script": "models/build/build_oidv4.py",
             "how": (
