@@ -229,6 +229,8 @@ def build(family: str, spec_file: Path) -> None:
             image = decode_raw(blob, item["decode"]) if "decode" in item else to_rgb(blob)
             if "crop" in item:
                 image = image.crop(tuple(item["crop"]))
+            if "rotate" in item:  # degrees clockwise, where the package keeps the turn outside the file
+                image = image.rotate(-int(item["rotate"]), expand=True)
             originals[item["name"]] = image
             if item.get("only_in_composites"):  # too small to stand alone, fine as a part
                 continue
