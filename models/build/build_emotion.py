@@ -46,6 +46,8 @@ from common import (
     fit_stretch,
     load_rgb,
     read_json,
+    representative_dataset,
+    set_full_int8,
     write_json,
 )
 from PIL import Image
@@ -232,16 +234,7 @@ def convert(calibration: np.ndarray | None) -> bytes:
         str(RGB_GRAPH), [INPUT], [OUTPUT], {INPUT: [1, SIZE, SIZE, 3]}
     )
     if calibration is not None:
-
-        def dataset() -> Iterator[list[np.ndarray]]:
-            for pixels in calibration:
-                yield [pixels.astype(np.float32)[np.newaxis]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        set_full_int8(converter, tf, representative_dataset(calibration))
     return bytes(converter.convert())
 
 

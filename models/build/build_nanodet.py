@@ -38,7 +38,6 @@ import sys
 import tarfile
 import time
 import types
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,9 @@ from common import (
     extremes_image,
     fit_letterbox,
     load_rgb,
+    representative_dataset,
     sample_photos,
+    set_full_int8,
     sha256_of,
     write_json,
 )
@@ -335,24 +336,12 @@ def compare_with_original(original: Any, rebuilt: Any, tf: Any, folded: bool) ->
     return {name: round(value, 5) for name, value in worst.items()}
 
 
-def representative(arrays: list[np.ndarray]) -> Callable[[], Iterator[list[np.ndarray]]]:
-    def dataset() -> Iterator[list[np.ndarray]]:
-        for array in arrays:
-            yield [array.astype(np.float32)[np.newaxis]]
-
-    return dataset
-
-
 def convert(calibration: list[np.ndarray] | None, tf: Any) -> bytes:
     converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
         str(REBUILT_GRAPH), ["pixels"], list(HEADS.values()), {"pixels": [1, SIZE, SIZE, 3]}
     )
     if calibration is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative(calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        set_full_int8(converter, tf, representative_dataset(calibration))
     return bytes(converter.convert())
 
 

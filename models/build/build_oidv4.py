@@ -33,7 +33,7 @@ import json
 import re
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,9 @@ from common import (
     extremes_image,
     fit_stretch,
     load_rgb,
+    representative_dataset,
     sample_photos,
+    set_full_int8,
     sha256_of,
     write_json,
 )
@@ -241,22 +243,10 @@ def run_tflite(model: bytes, tf: Any, pixels: np.ndarray) -> list[np.ndarray]:
     return outputs
 
 
-def representative(arrays: list[np.ndarray]) -> Callable[[], Iterator[list[np.ndarray]]]:
-    def dataset() -> Iterator[list[np.ndarray]]:
-        for array in arrays:
-            yield [to_unit_range(array)[np.newaxis]]
-
-    return dataset
-
-
 def convert(function: Any, tf: Any, calibration: list[np.ndarray] | None) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     if calibration is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative(calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        set_full_int8(converter, tf, representative_dataset(calibration, to_unit_range))
     return bytes(converter.convert())
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +36,15 @@ from common import (
     MODELS,
     TEST_MODELS,
     WORK,
+    as_float32,
     calibration_photos,
     extremes_image,
     fit_stretch,
     load_rgb,
+    representative_dataset,
     sample_photos,
     save_license,
+    set_full_int8,
     write_json,
 )
 from tensorflow.core.framework import attr_value_pb2, graph_pb2, node_def_pb2, types_pb2
@@ -181,16 +183,6 @@ def calibration_pixels() -> list[np.ndarray]:
     return arrays
 
 
-def representative(
-    arrays: list[np.ndarray], transform: Callable[[np.ndarray], np.ndarray]
-) -> Callable[[], Iterator[list[np.ndarray]]]:
-    def dataset() -> Iterator[list[np.ndarray]]:
-        for array in arrays:
-            yield [transform(array)[np.newaxis]]
-
-    return dataset
-
-
 def to_unit_range(pixels: np.ndarray) -> np.ndarray:
     """Exactly the graph's preprocessing: x * (2/255) - 1, as float32."""
     return pixels.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
@@ -202,11 +194,7 @@ def convert_raw(calibration: list[np.ndarray], quantized: bool) -> bytes:
         str(FROZEN_GRAPH), [CUT_INPUT], [BOX_OUTPUT, CLASS_OUTPUT], {CUT_INPUT: [1, SIZE, SIZE, 3]}
     )
     if quantized:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative(calibration, to_unit_range)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        set_full_int8(converter, tf, representative_dataset(calibration, to_unit_range))
     return bytes(converter.convert())
 
 
@@ -289,7 +277,7 @@ def convert_fixture(graph_def: graph_pb2.GraphDef, calibration: list[np.ndarray]
     )
     converter.allow_custom_ops = True
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative(calibration, lambda pixels: pixels.astype(np.float32))
+    converter.representative_dataset = representative_dataset(calibration, as_float32)
     converter.inference_input_type = tf.uint8
     return bytes(converter.convert())
 

@@ -13,7 +13,7 @@ import hashlib
 import importlib.metadata
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,42 @@ def calibration_photos() -> list[tuple[str, Image.Image]]:
         for index, variant in enumerate(photo_variants(load_rgb(path), rng)):
             photos.append((f"{path.stem}#{index}", variant))
     return photos
+
+
+def as_float32(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float32 0..255: the input of graphs that take raw pixel values."""
+    return pixels.astype(np.float32)
+
+
+def representative_dataset(
+    arrays: Iterable[np.ndarray], transform: Callable[[np.ndarray], np.ndarray] = as_float32
+) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """A TFLite converter's `representative_dataset`: each array transformed, with a batch axis.
+
+    `arrays` are the fitted calibration inputs (uint8 pixels, no batch axis), in order;
+    `transform` turns one into what the graph's input takes (float32).
+    """
+
+    def dataset() -> Iterator[list[np.ndarray]]:
+        for array in arrays:
+            yield [transform(array)[np.newaxis]]
+
+    return dataset
+
+
+def set_full_int8(converter: Any, tf: Any, dataset: Callable[[], Iterator[list[np.ndarray]]]) -> None:
+    """Set a TFLite converter up for full-integer int8, calibrated on `dataset`.
+
+    Only int8 builtin kernels (conversion fails rather than leave a float op), and int8
+    input and outputs, as every converted model of the pack has. `converter` is a
+    `tf.lite.TFLiteConverter` (either API) and `tf` the tensorflow module: this module
+    does not import TensorFlow, since only the tf venv has it.
+    """
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
 
 
 def sha256_of(path: Path) -> str:
