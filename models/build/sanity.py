@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -45,6 +46,9 @@ from common import (
     sample_photos,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 THREADS = 2
 TIMING_RUNS = 50
@@ -496,29 +500,51 @@ def label_match(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) ->
     return found, round(worst_iou, 3), round(worst_score, 3)
 
 
+def compare_int8_float(
+    model: Model,
+    float_model: Model,
+    fit: Callable[[Image.Image], np.ndarray],
+    detect: Callable[[list[np.ndarray]], list[dict[str, Any]]],
+    person: str,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """A detector's int8 and float model on every sample photo and composite (NanoDet-g, Open Images SSD).
+
+    `fit` makes the input (real values) from a photo, `detect` decodes either model's outputs, and
+    `person` is the label counted as a person. Returns the results by photo and the last input (to time).
+    """
+    images = [(photo.name, load_rgb(photo)) for photo in sample_photos()]
+    images += [(name, side_by_side(parts)) for name, parts in NANODET_COMPOSITES.items()]
+    photos: dict[str, Any] = {}
+    real = None
+    for name, image in images:
+        real = fit(image)
+        int8 = detect(model.run(real))
+        reference = detect(float_model.run(real))
+        photos[name] = {
+            "int8": int8,
+            "float": reference,
+            "int8_vs_float": label_match(reference, int8),
+            "persons": sum(d["label"] == person for d in int8),
+        }
+    assert real is not None
+    return photos, real
+
+
 def check_nanodet() -> dict[str, Any]:
     model = Model(MODELS / "nanodet-g-int8.tflite")
     float_model = Model(WORK / "nanodet-g-float.tflite")
     labels = (MODELS / "coco-labels.txt").read_text(encoding="utf-8").splitlines()
-    images = [(photo.name, load_rgb(photo)) for photo in sample_photos()]
-    images += [(name, side_by_side(parts)) for name, parts in NANODET_COMPOSITES.items()]
-    photos: dict[str, Any] = {}
-    pixels = None
-    for name, image in images:
-        pixels, _box = fit_letterbox(image, 416)
-        int8 = nanodet_detect(model.run(pixels.astype(np.float32)), labels, NANODET_THRESHOLD)
-        real = nanodet_detect(float_model.run(pixels.astype(np.float32)), labels, NANODET_THRESHOLD)
-        photos[name] = {
-            "int8": int8,
-            "float": real,
-            "int8_vs_float": label_match(real, int8),
-            "persons": sum(d["label"] == "person" for d in int8),
-        }
-    assert pixels is not None
+    photos, pixels = compare_int8_float(
+        model,
+        float_model,
+        lambda image: fit_letterbox(image, 416)[0].astype(np.float32),
+        lambda outputs: nanodet_detect(outputs, labels, NANODET_THRESHOLD),
+        "person",
+    )
     return {
         **model.describe(),
-        "median_invoke_ms": model.median_invoke_ms(pixels.astype(np.float32)),
-        "float_median_invoke_ms": float_model.median_invoke_ms(pixels.astype(np.float32)),
+        "median_invoke_ms": model.median_invoke_ms(pixels),
+        "float_median_invoke_ms": float_model.median_invoke_ms(pixels),
         "threshold": NANODET_THRESHOLD,
         "photos": photos,
     }
@@ -550,21 +576,13 @@ def check_oidv4() -> dict[str, Any]:
     float_model = Model(WORK / "ssd-oidv4-float.tflite")
     decoder = SsdDecoder(np.load(MODELS / "ssdlite-person-anchors.npy"))
     labels = (MODELS / "ssd-oidv4-labels.txt").read_text(encoding="utf-8").splitlines()
-    images = [(photo.name, load_rgb(photo)) for photo in sample_photos()]
-    images += [(name, side_by_side(parts)) for name, parts in NANODET_COMPOSITES.items()]
-    photos: dict[str, Any] = {}
-    real = None
-    for name, image in images:
-        real = fit_stretch(image, 300, 300).astype(np.float32) * (2.0 / 255.0) - 1.0
-        int8 = oidv4_detect(decoder, model.run(real), labels)
-        reference = oidv4_detect(decoder, float_model.run(real), labels)
-        photos[name] = {
-            "int8": int8,
-            "float": reference,
-            "int8_vs_float": label_match(reference, int8),
-            "persons": sum(d["label"] == "Person" for d in int8),
-        }
-    assert real is not None
+    photos, real = compare_int8_float(
+        model,
+        float_model,
+        lambda image: fit_stretch(image, 300, 300).astype(np.float32) * (2.0 / 255.0) - 1.0,
+        lambda outputs: oidv4_detect(decoder, outputs, labels),
+        "Person",
+    )
     return {
         **model.describe(),
         "box_output": 0 if model.outputs[0]["shape"][-1] == 4 else 1,
