@@ -24,6 +24,10 @@ from edgetag.vocabulary import SMILING, PeopleRule, Vocabulary
 
 SPLITS = ("calibration", "test")
 TARGET_PRECISION = 0.8
+# How sure a threshold's precision must be: Wilson's lower bound this many standard errors down
+# (1.28: one-sided 90%). Chosen by cross-validation inside the calibration part (docs/quality.md):
+# at one standard error, held-out halves saw twice as many said concepts fall below 0.8.
+SURE_Z = 1.28
 THRESHOLD_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(18))  # 0.1 .. 0.95
 
 
@@ -328,9 +332,9 @@ class Choice:
 def choose_thresholds(vocabulary: Vocabulary, outcomes: Sequence[Outcome]) -> list[Choice]:
     """Each concept's threshold on the calibration part: the lowest that keeps precision >= 0.8.
 
-    "Keeps" is meant with a margin: at the chosen threshold, precision must be at least 0.8 even one
-    standard error down (Wilson's lower bound), so that four right and none wrong is enough but one
-    lucky photo is not; and at every higher threshold precision stays >= 0.8. Scores are the
+    "Keeps" is meant with a margin: at the chosen threshold, precision must be at least 0.8 even
+    SURE_Z standard errors down (Wilson's lower bound), so that seven right and none wrong is enough
+    but a few lucky photos are not; and at every higher threshold precision stays >= 0.8. Scores are the
     concepts' own evidence (before any threshold). A concept that says something wrong too often
     at every threshold is not said.
 
@@ -360,7 +364,7 @@ RAISED = "raised above false alarms"
 POOLED = "thin evidence: pooled with the other thin concepts"
 
 
-def precision_lower_bound(right: int, wrong: int, z: float = 1.0) -> float:
+def precision_lower_bound(right: int, wrong: int, z: float = SURE_Z) -> float:
     """Wilson's score interval, lower end: the precision we are fairly sure of from this many cases."""
     n = right + wrong
     if not n:
