@@ -202,10 +202,12 @@ class Vocabulary:
         people: PeopleRule,
         unlisted_object_threshold: float = 0.5,
         source: str = "",
+        count_threshold: float = 0.5,
     ) -> None:
         self.concepts = _with_ancestors(concepts, source)
         self.people = people
         self.unlisted_object_threshold = unlisted_object_threshold
+        self.count_threshold = count_threshold
         self.source = source
         self._by_name = {c.name: c for c in self.concepts}
         self._column = {c.name: i for i, c in enumerate(self.concepts)}
@@ -277,7 +279,10 @@ class Vocabulary:
         names = [c.name for c in concepts]
         if len(set(names)) != len(names):
             raise ConfigError(f"vocabulary {source}: a concept name appears twice")
-        return cls(concepts, people, float(data.get("unlisted_object_threshold", 0.5)), source)
+        unlisted, count = (
+            _score_setting(data, key, source) for key in ("unlisted_object_threshold", "count_threshold")
+        )
+        return cls(concepts, people, unlisted, source, count)
 
     def with_thresholds(self, data: dict[str, Any], source: str = "") -> Vocabulary:
         """A copy with calibrated thresholds: `[concept.NAME] threshold = T, said = false`."""
@@ -299,7 +304,9 @@ class Vocabulary:
         people = PeopleRule.from_dict(
             {**asdict(self.people), **data.get("people", {})}, f"thresholds {source}"
         )
-        calibrated_table = Vocabulary(concepts, people, self.unlisted_object_threshold, self.source)
+        calibrated_table = Vocabulary(
+            concepts, people, self.unlisted_object_threshold, self.source, self.count_threshold
+        )
         calibrated_table._class_matrix = self._class_matrix  # same concepts in the same order
         return calibrated_table
 
@@ -363,10 +370,14 @@ class Vocabulary:
                 evidence[concept.name] = score
             if score >= limit:
                 counted = [d for d in detections if column in self._label_counts.get(d.label.lower(), ())]
-                # Boxes that only count are held to the threshold of the concept they prove.
+                # Boxes that only count are held to the threshold of the concept they prove. Once the
+                # concept is said, a box at `count_threshold` counts too: a threshold raised for the
+                # sentence's precision must not hide the second bird.
                 box_limit = limit
                 if concept.boxes == "count" and concept.parent is not None and threshold is None:
                     box_limit = self._by_name[concept.parent].threshold
+                if threshold is None:
+                    box_limit = min(box_limit, self.count_threshold)
                 confident[column] = (score, [d for d in counted if d.score >= box_limit])
 
         # The most specific confident concepts: drop every ancestor of a concept that is said.
@@ -449,6 +460,14 @@ def _agreeing(classifier: float, detector: float) -> float:
     0.75, while either alone is unchanged. Thresholds are calibrated on this combined score.
     """
     return 1.0 - (1.0 - classifier) * (1.0 - detector)
+
+
+def _score_setting(data: dict[str, Any], key: str, source: str) -> float:
+    """A table-wide score setting (0..1], 0.5 when absent; anything else is the table's error."""
+    value = data.get(key, 0.5)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1.0:
+        raise ConfigError(f"vocabulary {source}: {key} {value!r} is not a score in (0, 1]")
+    return float(value)
 
 
 def _count_things(found: Iterable[Detection]) -> int:

@@ -152,6 +152,25 @@ def test_detector_labels_count_their_concept_and_unlisted_labels_stay_out_of_the
     assert described.sentence == "Image may contain: 2 dogs"
 
 
+def test_a_said_concept_counts_its_boxes_from_the_count_threshold_when_its_own_is_higher() -> None:
+    strict: dict[str, Any] = {"concept": [{"name": "dog", "group": "animal", "threshold": 0.7}]}
+    two_dogs = [Detection("dog", 0.75, (0.0, 0.0, 0.4, 0.5)), Detection("dog", 0.6, (0.5, 0.0, 0.9, 0.5))]
+    two_dogs.append(Detection("dog", 0.45, (0.2, 0.6, 0.4, 0.9)))  # below both: not counted
+    counted = Vocabulary.from_dict(strict, "test").describe(None, two_dogs, [])
+    assert counted.sentence == "Image may contain: 2 dogs"
+    as_strict = Vocabulary.from_dict({**strict, "count_threshold": 0.7}, "test").describe(None, two_dogs, [])
+    assert as_strict.sentence == "Image may contain: dog"
+    lone = Vocabulary.from_dict(strict, "test").describe(None, two_dogs[1:], [])
+    assert lone.sentence == NOTHING  # a box at 0.6 alone does not make the dog said
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "high", True])
+def test_a_bad_table_wide_score_is_refused_with_its_key_named(value: object) -> None:
+    for key in ("count_threshold", "unlisted_object_threshold"):
+        with pytest.raises(ConfigError, match=rf"vocabulary mine.toml: {key} .* is not a score in \(0, 1\]"):
+            Vocabulary.from_dict({**TABLE, key: value}, "mine.toml")
+
+
 def test_classifier_and_detector_agreeing_are_surer_than_either_alone() -> None:
     table = vocabulary().with_thresholds({"concept": {"dog": {"threshold": 0.7}}})
     box = [Detection("dog", 0.5, (0.1, 0.1, 0.6, 0.6))]

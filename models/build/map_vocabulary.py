@@ -216,6 +216,9 @@ def render(data: dict[str, Any], concepts: list[Concept], labels: list[str]) -> 
     lines = [*comment(data["header"]), ""]
     lines += ["# Detector labels that no concept lists are kept in the event's objects above this score,"]
     lines += ["# but never reach the sentence.", "unlisted_object_threshold = 0.5", ""]
+    lines += ["# A said concept counts its detector boxes from its own threshold, or from this score if"]
+    lines += ["# lower: thresholds raised for the sentence's precision do not hide the second bird."]
+    lines += ["count_threshold = 0.5", ""]
     lines += ["[people]", *comment(data["people"].get("note", ""))]
     lines += [f"{key} = {json.dumps(value)}" for key, value in data["people"].items() if key != "note"]
     for concept in concepts:
